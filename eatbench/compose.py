@@ -1,0 +1,68 @@
+"""Compose Hydra configs from ``conf/`` outside of ``@hydra.main`` (tests, the pytest
+plugin, notebooks), with Hydra's global state cleared before and after."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def conf_dir() -> Path:
+    """The config directory: ``$EATBENCH_CONF`` or ``conf/`` at the repository root."""
+    path = Path(os.environ.get("EATBENCH_CONF", REPO_ROOT / "conf")).resolve()
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"no eatbench config directory at {path} (set EATBENCH_CONF to the conf/ folder)")
+    return path
+
+
+def compose_raw(overrides: Sequence[str] = (), experiment: str | None = None) -> DictConfig:
+    """The composed config (with its ``hydra`` node) for ``overrides``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    overrides = list(overrides)
+    if experiment:
+        available = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+        if experiment not in available:
+            raise ConfigError(f"unknown experiment {experiment!r}; allowed: {', '.join(available)}")
+        overrides = [f"+experiment={experiment}", *overrides]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"bad config or override ({' '.join(overrides)}): {err}") from err
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_experiment(overrides: Sequence[str] = (), experiment: str | None = None) -> ExperimentConfig:
+    """A validated ``ExperimentConfig`` from ``conf/`` plus Hydra ``overrides``."""
+    raw = compose_raw(overrides, experiment)
+    data = OmegaConf.to_container(raw, resolve=False)
+    assert isinstance(data, dict)
+    data.pop("hydra", None)
+    return to_experiment_config(OmegaConf.create(data))
+
+
+def sweep_params(raw: DictConfig) -> dict[str, list[str]]:
+    """``hydra.sweeper.params`` of a composed config as ``key -> list of values``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(raw, "hydra.sweeper.params") or {}
+    parser = OverridesParser.create()
+    out: dict[str, list[str]] = {}
+    for key, spec in params.items():
+        override = parser.parse_override(f"{key}={spec}")
+        out[key] = [str(v) for v in override.sweep_string_iterator()] if override.is_sweep_override() else [str(spec)]
+    return out

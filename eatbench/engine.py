@@ -1,0 +1,359 @@
+"""The discrete-event engine: queues, gangs, model residency and decision epochs.
+
+The engine knows no concrete scheduler or backend. It admits arrivals, asks for a
+decision at each decision epoch (every arrival and completion; in ``slotted`` mode also
+every ``slot`` seconds while tasks wait), launches gangs on the backend and turns
+completions into ``TaskRecord``s. Two ways to drive it:
+
+    engine.run(scheduler)                    # the runner
+    while engine.next_decision():            # the gymnasium env, step by step
+        engine.apply(decision_or_None)
+
+Gangs: a task launched on k servers starts only when all k are free; servers still busy
+are *reserved* for it meanwhile, and the gang starts (and later ends) as one job.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from eatbench.backends.base import Backend, Job, JobResult
+from eatbench.cluster import Cluster, Residency
+from eatbench.config import EngineConfig, RewardConfig
+from eatbench.metrics import TaskRecord, summarize
+from eatbench.profiles import LatencyProfile
+from eatbench.tasks import Task, TaskState
+
+FREE = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Launch ``task_id`` with ``steps`` denoising steps on ``servers`` (server indices).
+
+    Servers may be busy; the gang then waits for them (they are reserved meanwhile).
+    """
+
+    task_id: int
+    steps: int
+    servers: tuple[int, ...]
+
+
+class InvalidDecision(ValueError):
+    """A scheduler asked for something the rules forbid; the message says what."""
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Expected outcome of a launch: start and duration in seconds, and whether cold."""
+
+    start: float
+    duration: float
+    cold: bool
+
+    @property
+    def finish(self) -> float:
+        return self.start + self.duration
+
+
+class Engine:
+    """Runs one episode of a workload on a cluster through a backend.
+
+    :param cluster: the servers.
+    :param tasks: every task of the episode, in arrival order.
+    :param backend: executes jobs and keeps the clock.
+    :param profile: latency profile used for estimates (and by the sim backend).
+    :param quality_table: ``q(steps)`` for steps 0..max_steps, used in rewards.
+    :param config: decision rules.
+    :param horizon: episode end in seconds (``None``: when every task has ended).
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        tasks: list[Task],
+        backend: Backend,
+        profile: LatencyProfile,
+        quality_table: list[float],
+        config: EngineConfig,
+        horizon: float | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.tasks = tasks
+        self.backend = backend
+        self.profile = profile
+        self.quality_table = quality_table
+        self.config = config
+        self.reward_cfg: RewardConfig = config.reward
+        self.horizon = math.inf if horizon is None else horizon
+        n = len(cluster)
+        self.n_servers = n
+        self.kind_of = cluster.kind_of
+        self.residency = Residency(n)
+        self.queue: deque[Task] = deque()
+        self.running_task = [FREE] * n  # task id running on each server
+        self.reserved_by = [FREE] * n  # task id of a gang waiting for this server
+        self.free_at = [0.0] * n  # expected time each server has no commitment left
+        self.pending: dict[int, tuple[Task, tuple[int, ...], int, float]] = {}  # reserved gangs
+        self.jobs: dict[int, Job] = {}
+        self.records: dict[int, TaskRecord] = {}
+        self.busy_time = [0.0] * n
+        self.decision_times: list[float] = []
+        self.reward_total = 0.0
+        self.n_launches = 0
+        self._next_arrival = 0
+        self._ended = 0  # tasks done or failed
+        self._need_advance = False
+        self._finished = False
+        self.now = 0.0
+
+    # -- views for schedulers ---------------------------------------------------------
+    def visible(self) -> list[Task]:
+        """The first ``window`` queued tasks, oldest first."""
+        q = self.queue
+        w = self.config.window
+        return list(q) if len(q) <= w else [q[i] for i in range(w)]
+
+    def is_available(self, server: int) -> bool:
+        """A server is available when no gang has reserved it (it may still be running)."""
+        return self.reserved_by[server] == FREE
+
+    def idle_servers(self) -> list[int]:
+        """Servers running nothing and reserved by nobody, in index order."""
+        rt, rb = self.running_task, self.reserved_by
+        return [s for s in range(self.n_servers) if rt[s] == FREE and rb[s] == FREE]
+
+    def default_servers(self, k: int, model: str) -> tuple[int, ...] | None:
+        """The paper's placement rule: the idle warm group of size k for ``model`` if
+        there is one, else the first k idle servers; ``None`` if fewer than k are idle."""
+        idle = self.idle_servers()
+        if len(idle) < k:
+            return None
+        res = self.residency
+        for s in idle:
+            g = res.warm_group(s)
+            if g is not None and len(g[0]) == k and g[1] == model:
+                members = tuple(sorted(g[0]))
+                if all(self.running_task[m] == FREE and self.reserved_by[m] == FREE for m in members):
+                    return members
+        return tuple(idle[:k])
+
+    def estimate(self, task: Task, servers: tuple[int, ...], steps: int) -> Estimate:
+        """Expected start, duration and coldness of launching ``task`` now on ``servers``."""
+        start = self.now
+        for s in servers:
+            if self.free_at[s] > start:
+                start = self.free_at[s]
+        cold = not self.residency.is_warm(servers, task.model)
+        kinds = [self.kind_of[s] for s in servers]
+        return Estimate(start, self.profile.duration(kinds, task.model, task.resolution, steps, cold), cold)
+
+    def quality(self, steps: int) -> float:
+        return self.quality_table[steps]
+
+    def reward(self, task: Task, est: Estimate, steps: int, visible: list[Task] | None = None) -> float:
+        """The paper reward of launching ``task``: ``min(cap, w_t / (w_tt * mean wait of
+        the visible queue + response)) + w_q * q(steps)``, times in seconds."""
+        vis = self.visible() if visible is None else visible
+        mean_wait = sum(self.now - t.arrival for t in vis) / len(vis) if vis else 0.0
+        response = est.finish - task.arrival
+        r = self.reward_cfg
+        denom = r.w_tt * mean_wait + response
+        latency_term = r.cap if denom <= 0 else min(r.cap, r.w_t / denom)
+        return latency_term + r.w_q * self.quality_table[steps]
+
+    # -- driving ----------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    def run(self, scheduler) -> list[TaskRecord]:
+        """Run the episode to its end with ``scheduler`` (anything with ``decide(engine)``
+        returning a ``Decision`` or ``None`` to wait)."""
+        clock = time.perf_counter
+        times = self.decision_times
+        while self.next_decision():
+            t0 = clock()
+            decision = scheduler.decide(self)
+            times.append(clock() - t0)
+            self.apply(decision)
+        return self.finalize()
+
+    def next_decision(self) -> bool:
+        """Advance to the next decision epoch; ``False`` once the episode has ended."""
+        while not self._finished:
+            if not self._need_advance and self.queue and any(r == FREE for r in self.reserved_by):
+                return True
+            self._need_advance = False
+            self._advance()
+        return False
+
+    def apply(self, decision: Decision | None) -> float:
+        """Carry out a decision (``None`` waits until the next epoch). Returns the paper
+        reward of the launch (0 for a wait). Raises ``InvalidDecision``."""
+        if decision is None:
+            self._need_advance = True
+            return 0.0
+        task = self._queued_task(decision.task_id)
+        servers = decision.servers
+        self._check(task, decision)
+        est = self.estimate(task, servers, decision.steps)
+        reward = self.reward(task, est, decision.steps)
+        self.reward_total += reward
+        self.n_launches += 1
+        self.queue.remove(task)
+        self.records[task.id].steps = decision.steps
+        if all(self.running_task[s] == FREE for s in servers):
+            self._start(task, servers, decision.steps)
+        else:
+            task.state = TaskState.RESERVED
+            for s in servers:
+                self.reserved_by[s] = task.id
+                self.free_at[s] = est.finish
+            self.pending[task.id] = (task, servers, decision.steps, est.finish)
+        return reward
+
+    def _queued_task(self, task_id: int) -> Task:
+        for t in self.queue:
+            if t.id == task_id:
+                return t
+        raise InvalidDecision(f"task {task_id} is not queued (queued: {[t.id for t in self.visible()]} ...)")
+
+    def _check(self, task: Task, d: Decision) -> None:
+        cfg = self.config
+        if not cfg.min_steps <= d.steps <= cfg.max_steps:
+            raise InvalidDecision(f"steps={d.steps} outside [{cfg.min_steps}, {cfg.max_steps}]")
+        servers = d.servers
+        if not servers or len(set(servers)) != len(servers):
+            raise InvalidDecision(f"servers={servers} must be distinct and non-empty")
+        if task.k is not None and len(servers) != task.k:
+            raise InvalidDecision(f"task {task.id} needs k={task.k} servers, got {servers}")
+        for s in servers:
+            if not 0 <= s < self.n_servers:
+                raise InvalidDecision(f"server {s} does not exist (0..{self.n_servers - 1})")
+            if self.reserved_by[s] != FREE:
+                raise InvalidDecision(f"server {s} is reserved by task {self.reserved_by[s]}")
+
+    def _start(self, task: Task, servers: tuple[int, ...], steps: int) -> None:
+        model = task.model
+        if not self.residency.is_warm(servers, model):
+            touched = self.residency.touched(servers)
+            if touched:
+                self.backend.dissolve(tuple(sorted(touched)))
+        cold = self.residency.claim(servers, model)
+        now = self.now
+        kinds = [self.kind_of[s] for s in servers]
+        duration = self.profile.duration(kinds, model, task.resolution, steps, cold)
+        job = Job(task, servers, steps, cold, now, duration)
+        task.state = TaskState.RUNNING
+        for s in servers:
+            self.running_task[s] = task.id
+            self.reserved_by[s] = FREE
+            self.free_at[s] = now + duration
+        self.jobs[task.id] = job
+        rec = self.records[task.id]
+        rec.start = now
+        rec.wait = now - task.arrival
+        rec.k = len(servers)
+        rec.servers = "-".join(map(str, servers))
+        rec.gpu_kinds = "-".join(kinds)
+        rec.cold_start = cold
+        self.backend.launch(job)
+
+    def _advance(self) -> None:
+        """Process the next instant at which something happens."""
+        t_next = self.horizon
+        if self._next_arrival < len(self.tasks):
+            t_next = min(t_next, self.tasks[self._next_arrival].arrival)
+        if self.config.decision_mode == "slotted" and self.queue:
+            slot = self.config.slot
+            t_next = min(t_next, (math.floor(self.now / slot + 1e-9) + 1) * slot)
+        if math.isinf(t_next) and not self.jobs:
+            self._finish()
+            return
+        results = self.backend.advance(t_next) if (self.jobs or t_next > self.now) else []
+        self.now = self.backend.now()
+        for r in results:
+            self._complete(r)
+        tasks = self.tasks
+        while self._next_arrival < len(tasks) and tasks[self._next_arrival].arrival <= self.now:
+            t = tasks[self._next_arrival]
+            t.state = TaskState.QUEUED
+            self.queue.append(t)
+            self.records[t.id] = TaskRecord(
+                task_id=t.id,
+                arrival=t.arrival,
+                status="unfinished",
+                slo=t.slo,
+                resolution=t.resolution,
+                model=t.model,
+                prompt=t.prompt,
+                seed=t.seed,
+                k=t.k or 0,
+            )
+            self._next_arrival += 1
+        if self.now >= self.horizon or (self._ended == len(tasks) and self._next_arrival == len(tasks)):
+            self._finish()
+
+    def _complete(self, result: JobResult) -> None:
+        job = result.job
+        task = job.task
+        del self.jobs[task.id]
+        rec = self.records[task.id]
+        rec.finish = result.finish
+        rec.execution = result.finish - job.start
+        rec.response = result.finish - task.arrival
+        rec.quality = math.nan if result.quality is None else result.quality
+        rec.cold_start_time = math.nan if result.cold_start_time is None else result.cold_start_time
+        rec.image_path = str(result.extra.get("image_path", ""))
+        if result.error:
+            task.state = TaskState.FAILED
+            rec.status, rec.error = "failed", result.error
+            # the gang's pipeline state is unknown after a failure: it is cold next time
+            self.residency.claim(job.servers, "")
+        else:
+            task.state = TaskState.DONE
+            rec.status = "done"
+            rec.slo_met = rec.response <= task.slo
+        self._ended += 1
+        for s in job.servers:
+            self.running_task[s] = FREE
+            self.busy_time[s] += result.finish - job.start
+            if self.reserved_by[s] == FREE:
+                self.free_at[s] = self.now
+        self._start_ready_gangs()
+
+    def _start_ready_gangs(self) -> None:
+        for tid, (task, servers, steps, _) in list(self.pending.items()):
+            if all(self.running_task[s] == FREE for s in servers):
+                del self.pending[tid]
+                self._start(task, servers, steps)
+
+    def _finish(self) -> None:
+        self._finished = True
+        for r in self.backend.close():
+            self._complete(r)
+        end = self.now
+        for tid, job in self.jobs.items():  # running at the end: partial busy time
+            for s in job.servers:
+                self.busy_time[s] += max(0.0, end - job.start)
+            self.tasks[tid].state = TaskState.UNFINISHED
+        for task in list(self.queue) + [p[0] for p in self.pending.values()]:
+            task.state = TaskState.UNFINISHED
+
+    def finalize(self) -> list[TaskRecord]:
+        """Records of every arrived task, in id order (call once the episode has ended)."""
+        return [self.records[i] for i in sorted(self.records)]
+
+    def summary(self) -> dict[str, float]:
+        return summarize(
+            self.finalize(),
+            makespan=self.now,
+            n_servers=self.n_servers,
+            busy_time=self.busy_time,
+            decision_times=self.decision_times,
+            reward_total=self.reward_total,
+        )

@@ -1,0 +1,331 @@
+"""Latency profiles (how long a task takes) and quality curves (how good its image is).
+
+A profile is a table of rows ``(gpu_kind, model, resolution, k, step_s, fixed_s,
+cold_start_s)``; the execution time of a task with ``steps`` denoising steps on a gang of
+``k`` servers of one GPU kind is::
+
+    fixed_s + step_s * steps + cold_start_s * [cold]
+
+A gang of mixed GPU kinds runs at the pace of its slowest member. A GPU kind without rows
+borrows the rows of the kind it is declared ``relative_to``, with ``step_s`` and
+``fixed_s`` divided by its ``speed`` (the cold start, mostly set-up and weight transfer,
+is kept). Resolutions between two profiled ones are interpolated linearly in pixel count;
+a table with a single resolution for a (kind, model, k) applies to every resolution.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from eatbench.config import ConfigError
+from eatbench.registry import Registry
+
+DATA_DIR = Path(__file__).parent / "data"
+PROFILE_COLUMNS = ("gpu_kind", "model", "resolution", "k", "step_s", "fixed_s", "cold_start_s")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    """One measured or published point: seconds per step, per task and per cold start."""
+
+    gpu_kind: str
+    model: str
+    resolution: int
+    k: int
+    step_s: float
+    fixed_s: float
+    cold_start_s: float
+
+
+class LatencyProfile:
+    """Execution-time model built from ``ProfileRow``s (see the module docstring).
+
+    :param rows: the table.
+    :param name: profile name written into results.
+    :param gpu_kinds: ``name -> GpuKind``-like objects (``speed``, ``relative_to``) used
+        to scale kinds that have no rows of their own.
+    """
+
+    def __init__(self, rows: Iterable[ProfileRow], name: str = "profile", gpu_kinds: dict | None = None):
+        self.name = name
+        self.rows = list(rows)
+        if not self.rows:
+            raise ConfigError(f"profile {name!r} has no rows")
+        self.gpu_kinds = dict(gpu_kinds or {})
+        self._table: dict[tuple[str, str, int], list[ProfileRow]] = {}
+        for r in sorted(self.rows, key=lambda r: r.resolution):
+            self._table.setdefault((r.gpu_kind, r.model, r.k), []).append(r)
+        self._coef_cache: dict[tuple[str, str, int, int], tuple[float, float, float]] = {}
+
+    def with_gpu_kinds(self, gpu_kinds: dict) -> LatencyProfile:
+        """A copy that knows the cluster's GPU kinds (for relative scaling)."""
+        return LatencyProfile(self.rows, self.name, gpu_kinds)
+
+    # -- lookup ---------------------------------------------------------------------
+    def kinds(self) -> set[str]:
+        return {r.gpu_kind for r in self.rows}
+
+    def coefficients(self, gpu_kind: str, model: str, resolution: int, k: int) -> tuple[float, float, float]:
+        """``(step_s, fixed_s, cold_start_s)`` for one GPU kind, in seconds."""
+        key = (gpu_kind, model, resolution, k)
+        hit = self._coef_cache.get(key)
+        if hit is None:
+            hit = self._coef_cache[key] = self._lookup(gpu_kind, model, resolution, k, ())
+        return hit
+
+    def _lookup(self, kind: str, model: str, res: int, k: int, chain: tuple[str, ...]) -> tuple[float, float, float]:
+        rows = self._table.get((kind, model, k))
+        if rows is None:
+            known_kinds = sorted({r.gpu_kind for r in self.rows})
+            if not any(r.gpu_kind == kind for r in self.rows):
+                spec = self.gpu_kinds.get(kind)
+                parent = getattr(spec, "relative_to", None)
+                if parent and parent not in chain:
+                    step, fixed, cold = self._lookup(parent, model, res, k, (*chain, kind))
+                    return step / spec.speed, fixed / spec.speed, cold
+                raise ConfigError(
+                    f"profile {self.name!r} has no GPU kind {kind!r} (and it is not declared "
+                    f"relative_to one that has); profiled kinds: {', '.join(known_kinds)}"
+                )
+            models = sorted({r.model for r in self.rows if r.gpu_kind == kind})
+            if model not in models:
+                raise ConfigError(
+                    f"profile {self.name!r} has no model {model!r} on {kind}; allowed: {', '.join(models)}"
+                )
+            ks = sorted({r.k for r in self.rows if r.gpu_kind == kind and r.model == model})
+            raise ConfigError(f"profile {self.name!r} has no k={k} for {model} on {kind}; allowed k: {ks}")
+        if len(rows) == 1:
+            r = rows[0]
+            return r.step_s, r.fixed_s, r.cold_start_s
+        resolutions = [r.resolution for r in rows]
+        if not resolutions[0] <= res <= resolutions[-1]:
+            raise ConfigError(
+                f"profile {self.name!r} covers resolutions {resolutions[0]}..{resolutions[-1]} px "
+                f"for {model} k={k} on {kind}; got {res}"
+            )
+        i = bisect.bisect_left(resolutions, res)
+        if resolutions[i] == res:
+            r = rows[i]
+            return r.step_s, r.fixed_s, r.cold_start_s
+        lo, hi = rows[i - 1], rows[i]
+        t = (res * res - lo.resolution**2) / (hi.resolution**2 - lo.resolution**2)
+        mix = lambda a, b: a + (b - a) * t  # noqa: E731
+        return mix(lo.step_s, hi.step_s), mix(lo.fixed_s, hi.fixed_s), mix(lo.cold_start_s, hi.cold_start_s)
+
+    def duration(self, gpu_kinds: Sequence[str], model: str, resolution: int, steps: int, cold: bool) -> float:
+        """Execution time in seconds of a task on a gang whose members have ``gpu_kinds``
+        (k = ``len(gpu_kinds)``); the slowest member sets the pace."""
+        k = len(gpu_kinds)
+        first = gpu_kinds[0]
+        best = -1.0
+        for kind in gpu_kinds if any(g != first for g in gpu_kinds) else (first,):
+            step, fixed, cold_s = self.coefficients(kind, model, resolution, k)
+            t = fixed + step * steps + (cold_s if cold else 0.0)
+            if t > best:
+                best = t
+        return best
+
+    def check(self, gpu_kinds: Iterable[str], model: str, resolutions: Iterable[int], ks: Iterable[int]) -> None:
+        """Raise ``ConfigError`` now if any lookup the experiment needs would fail."""
+        for kind in set(gpu_kinds):
+            for res in resolutions:
+                for k in ks:
+                    self.coefficients(kind, model, res, k)
+
+    # -- files ----------------------------------------------------------------------
+    @classmethod
+    def from_csv(cls, path: str | Path, name: str | None = None) -> LatencyProfile:
+        """Load a profile CSV with columns ``PROFILE_COLUMNS``."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"profile.path={str(path)!r} does not exist; give a CSV with columns {', '.join(PROFILE_COLUMNS)}"
+            )
+        with path.open(newline="") as f:
+            reader = csv.DictReader(line for line in f if not line.startswith("#"))
+            missing = set(PROFILE_COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise ConfigError(
+                    f"profile CSV {path} lacks columns {sorted(missing)}; needs {', '.join(PROFILE_COLUMNS)}"
+                )
+            rows = [
+                ProfileRow(
+                    r["gpu_kind"],
+                    r["model"],
+                    int(r["resolution"]),
+                    int(r["k"]),
+                    float(r["step_s"]),
+                    float(r["fixed_s"]),
+                    float(r["cold_start_s"]),
+                )
+                for r in reader
+            ]
+        for r in rows:
+            if min(r.step_s, r.fixed_s, r.cold_start_s) < 0 or r.k < 1 or r.resolution <= 0:
+                raise ConfigError(f"profile CSV {path}: invalid row {r}")
+        return cls(rows, name or path.stem)
+
+    def to_csv(self, path: str | Path, comment: str = "") -> None:
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            for line in comment.splitlines():
+                f.write(f"# {line}\n")
+            w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS, lineterminator="\n")
+            w.writeheader()
+            for r in self.rows:
+                w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()})
+
+
+# -- built-in profiles ------------------------------------------------------------------
+
+#: The paper's testbed (SD v1.4, 1440x1440, DistriFusion, torchrun per group):
+#: D(S, k) = c_k * S + R_k * [cold].
+PAPER_STEP_S = {1: 0.315, 2: 0.15625, 4: 0.14, 8: 0.10}
+PAPER_COLD_S = {1: 24.0, 2: 24.0, 4: 32.0, 8: 30.0}
+
+
+def paper_profile() -> LatencyProfile:
+    rows = [ProfileRow("paper_gpu", "sd14", 1440, k, PAPER_STEP_S[k], 0.0, PAPER_COLD_S[k]) for k in PAPER_STEP_S]
+    return LatencyProfile(rows, "paper")
+
+
+def build_h100_sd15_rows(probe_jsonl: str | Path) -> list[ProfileRow]:
+    """Derive ``h100`` rows for ``sd15`` from the H100 probe (random weights, fp16, eager).
+
+    - step_s: the UNet step with classifier-free guidance (batch 2); k=1 from the full
+      latent, k>1 from one row patch of 1/k of the latent (what each gang member computes;
+      inter-GPU exchange was not measured and is not included).
+    - fixed_s: text encoder + VAE decode at that resolution (768 px interpolated in pixels).
+    - cold_start_s: median time to load the weights from local disk to the GPU with the
+      page cache dropped (process-group start-up was not measured and is not included).
+    """
+    recs = [json.loads(line) for line in Path(probe_jsonl).read_text().splitlines() if line.strip()]
+    step = {}
+    for r in recs:
+        if r["what"] == "sd15_unet_step" and r["batch"] == 2:
+            step[(r["res"], 1)] = r["median_ms"] / 1000
+        elif r["what"] == "sd15_unet_patch_step" and r["batch"] == 2 and r["patches"] > 1:
+            step[(r["res"], r["patches"])] = r["median_ms"] / 1000
+    text = next(r["median_ms"] for r in recs if r["what"] == "sd15_text_encoder") / 1000
+    vae = {r["res"]: r["median_ms"] / 1000 for r in recs if r["what"] == "sd15_vae_decode"}
+    lo, hi = min(vae), max(vae)
+    loads = sorted(r["seconds"] for r in recs if r["what"] == "cold_start_load")
+    cold = loads[len(loads) // 2] if len(loads) % 2 else (loads[len(loads) // 2 - 1] + loads[len(loads) // 2]) / 2
+
+    def vae_at(res: int) -> float:
+        if res in vae:
+            return vae[res]
+        return vae[lo] + (vae[hi] - vae[lo]) * (res * res - lo * lo) / (hi * hi - lo * lo)
+
+    return [
+        ProfileRow("h100", "sd15", res, k, round(s, 6), round(text + vae_at(res), 6), round(cold, 6))
+        for (res, k), s in sorted(step.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]
+
+
+def h100_sd15_profile() -> LatencyProfile:
+    return LatencyProfile.from_csv(DATA_DIR / "profiles" / "h100_sd15.csv", "h100_sd15")
+
+
+PROFILES: Registry = Registry("profile")
+PROFILES.register("paper")(lambda path=None: paper_profile())  # type: ignore[arg-type]
+PROFILES.register("h100_sd15")(lambda path=None: h100_sd15_profile())  # type: ignore[arg-type]
+
+
+def _csv_profile(path: str | None = None) -> LatencyProfile:
+    if not path:
+        raise ConfigError("profile.path is required with profile.name=csv")
+    return LatencyProfile.from_csv(path)
+
+
+PROFILES.register("csv")(_csv_profile)  # type: ignore[arg-type]
+
+
+def load_profile(name: str, path: str | None, gpu_kinds: dict | None = None) -> LatencyProfile:
+    """Build the profile named in the config, aware of the cluster's GPU kinds."""
+    return PROFILES.create(name, path=path).with_gpu_kinds(gpu_kinds or {})
+
+
+# -- quality ----------------------------------------------------------------------------
+
+
+class QualityCurve:
+    """Image quality as a function of the number of denoising steps (CLIP-score scale)."""
+
+    name = "quality"
+
+    def __call__(self, steps: int) -> float:
+        raise NotImplementedError
+
+    def table(self, max_steps: int) -> list[float]:
+        """``q(0..max_steps)`` precomputed (the engine looks values up by index)."""
+        return [self(s) for s in range(max_steps + 1)]
+
+
+class PaperQuality(QualityCurve):
+    """The paper's curve: 0 below 5 steps, 0.16*log6(S)-0.02 up to 30, 0.27 above (it
+    drops past 30, as published)."""
+
+    name = "paper"
+
+    def __init__(self, path: str | None = None) -> None:
+        pass
+
+    def __call__(self, steps: int) -> float:
+        if steps < 5:
+            return 0.0
+        if steps <= 30:
+            return 0.16 * math.log(steps, 6) - 0.02
+        return 0.27
+
+
+class MonotoneQuality(PaperQuality):
+    """The paper's curve without its drop: held at q(30) for more than 30 steps."""
+
+    name = "monotone"
+
+    def __call__(self, steps: int) -> float:
+        return super().__call__(min(steps, 30))
+
+
+class TableQuality(QualityCurve):
+    """A measured curve from a CSV with columns ``steps, quality`` (e.g. mean CLIP score
+    written by ``eatbench quality-curve``), linearly interpolated; held flat outside the
+    measured range."""
+
+    name = "table"
+
+    def __init__(self, path: str | None = None) -> None:
+        if not path or not Path(path).is_file():
+            raise ConfigError(f"quality.path={path!r} must be a CSV with columns steps, quality")
+        with Path(path).open(newline="") as f:
+            rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+        if not rows or not {"steps", "quality"} <= set(rows[0]):
+            raise ConfigError(f"quality CSV {path} needs columns steps, quality")
+        pts = sorted((float(r["steps"]), float(r["quality"])) for r in rows if r["quality"] not in ("", "nan"))
+        if not pts:
+            raise ConfigError(f"quality CSV {path} has no measured quality values")
+        self.steps = [p[0] for p in pts]
+        self.values = [p[1] for p in pts]
+
+    def __call__(self, steps: int) -> float:
+        xs, ys = self.steps, self.values
+        if steps <= xs[0]:
+            return ys[0]
+        if steps >= xs[-1]:
+            return ys[-1]
+        i = bisect.bisect_left(xs, steps)
+        t = (steps - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return ys[i - 1] + (ys[i] - ys[i - 1]) * t
+
+
+QUALITY_CURVES: Registry[QualityCurve] = Registry("quality curve")
+QUALITY_CURVES.register("paper")(PaperQuality)
+QUALITY_CURVES.register("monotone")(MonotoneQuality)
+QUALITY_CURVES.register("table")(TableQuality)

@@ -1,0 +1,193 @@
+"""Build an experiment from its config, run it, and write its result files.
+
+Result files of one run live in ``<output.root>/<experiment>/<scheduler>/<point>/seed=<seed>/``:
+``records.csv`` (one row per task) and ``summary.json`` (summary metrics, the resolved
+config, seed, backend, git revision, package versions). ``summary.json`` is written last
+and atomically, so its presence marks a finished run: a rerun skips it (``resume``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eatbench.backends import BACKENDS, BackendContext
+from eatbench.cluster import Cluster
+from eatbench.config import ConfigError, ExperimentConfig, config_to_dict, validate
+from eatbench.engine import Engine
+from eatbench.metrics import RECORD_FIELDS, TaskRecord
+from eatbench.profiles import QUALITY_CURVES, LatencyProfile, load_profile
+from eatbench.provenance import provenance
+from eatbench.schedulers import SCHEDULERS, Scheduler
+from eatbench.workload import generate_tasks
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run: records, summary, and where its files are (if written)."""
+
+    config: ExperimentConfig
+    records: list[TaskRecord]
+    summary: dict[str, float]
+    meta: dict
+    out_dir: Path | None = None
+
+
+def k_options(cfg: ExperimentConfig, n_servers: int) -> list[int]:
+    """The k values tasks may use: the workload's, or every power of two up to min(8, N)."""
+    if cfg.workload.k_choices is not None:
+        return list(cfg.workload.k_choices)
+    return [k for k in (1, 2, 4, 8) if k <= n_servers]
+
+
+def build_profile(cfg: ExperimentConfig, cluster: Cluster) -> LatencyProfile:
+    profile = load_profile(cfg.profile.name, cfg.profile.path, cluster.gpu_kinds)
+    profile.check(cluster.kind_of, cfg.workload.model, cfg.workload.resolutions, k_options(cfg, len(cluster)))
+    return profile
+
+
+def make_scheduler(cfg: ExperimentConfig) -> Scheduler:
+    """Instantiate the configured scheduler (and load its checkpoint, if any)."""
+    try:
+        scheduler = SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"scheduler.params: {err}") from err
+    if cfg.scheduler.checkpoint:
+        load = getattr(scheduler, "load_checkpoint", None)
+        if load is None:
+            raise ConfigError(f"scheduler {cfg.scheduler.name!r} takes no checkpoint (it is not a learned scheduler)")
+        load(cfg.scheduler.checkpoint, cfg)
+    return scheduler
+
+
+def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
+    """Cluster, workload, profile, backend and engine for one seed of ``cfg``."""
+    cluster = Cluster.from_config(cfg.cluster)
+    profile = build_profile(cfg, cluster)
+    quality = QUALITY_CURVES.create(cfg.quality.name, path=cfg.quality.path)
+    reference_kind = max(set(cluster.kind_of), key=cluster.kind_of.count)
+    w = cfg.workload
+
+    def isolated_latency(k: int, resolution: int) -> float:
+        return profile.duration([reference_kind] * k, w.model, resolution, w.slo_steps, False)
+
+    tasks = generate_tasks(w, cfg.seed, isolated_latency)
+    context = BackendContext(cluster, profile, quality, cfg.seed, str(out_dir) if out_dir else None)
+    try:
+        backend = BACKENDS.create(cfg.backend.name, context=context, **dict(cfg.backend.params))
+    except TypeError as err:
+        raise ConfigError(f"backend.params: {err}") from err
+    return Engine(cluster, tasks, backend, profile, quality.table(cfg.engine.max_steps), cfg.engine, w.horizon)
+
+
+def point_name(cfg: ExperimentConfig) -> str:
+    """A readable, unique name of the swept point (everything but scheduler and seed)."""
+    d = config_to_dict(cfg)
+    for key in ("seed", "scheduler", "output", "checkpoint", "experiment"):
+        d.pop(key, None)
+    digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    w = cfg.workload
+    return f"{cfg.cluster.name}-{w.name}-{w.arrival}-rate{w.rate:g}-{digest}"
+
+
+def run_dir(cfg: ExperimentConfig, root: str | Path | None = None) -> Path:
+    root = Path(root if root is not None else cfg.output.root)
+    return root / cfg.experiment / cfg.scheduler.name / point_name(cfg) / f"seed={cfg.seed}"
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    scheduler: Scheduler | None = None,
+    write: bool | None = None,
+    resume: bool = True,
+) -> RunResult:
+    """Run one experiment (one seed) and, if ``write``, store its result files.
+
+    :param cfg: the experiment config.
+    :param scheduler: a ready scheduler (default: built from ``cfg.scheduler``).
+    :param write: write result files (default ``cfg.output.write``).
+    :param resume: if the run's ``summary.json`` already exists, load it instead of running.
+    """
+    cfg = validate(cfg)
+    write = cfg.output.write if write is None else write
+    out = run_dir(cfg) if write else None
+    if out is not None and resume and cfg.output.resume and (out / "summary.json").is_file():
+        return load_run(out)
+    engine = build_engine(cfg, out)
+    sched = scheduler or make_scheduler(cfg)
+    sched.reset(cfg.seed, k_options(cfg, engine.n_servers))
+    t0 = time.perf_counter()
+    records = engine.run(sched)
+    wall = time.perf_counter() - t0
+    summary = engine.summary()
+    summary["wall_s"] = wall
+    meta = {
+        "experiment": cfg.experiment,
+        "scheduler": cfg.scheduler.name,
+        "seed": cfg.seed,
+        "backend": engine.backend.describe(),
+        "point": point_name(cfg),
+        "config": config_to_dict(cfg),
+        **provenance(),
+    }
+    result = RunResult(cfg, records, summary, meta, out)
+    if out is not None:
+        write_run(result, out)
+    return result
+
+
+def write_run(result: RunResult, out: Path) -> None:
+    """Write ``records.csv`` then ``summary.json`` (atomically, last)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "records.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=RECORD_FIELDS, lineterminator="\n")
+        w.writeheader()
+        for r in result.records:
+            w.writerow(r.to_dict())
+    payload = {**result.meta, "summary": result.summary}
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1, default=_json_default, allow_nan=True))
+    os.replace(tmp, out / "summary.json")
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    return str(o)
+
+
+def load_run(out: Path) -> RunResult:
+    """Read a finished run's files back."""
+    from eatbench.config import to_experiment_config
+
+    payload = json.loads((out / "summary.json").read_text())
+    records = []
+    with (out / "records.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            records.append(_parse_record(row))
+    cfg = to_experiment_config(payload["config"])
+    meta = {k: v for k, v in payload.items() if k != "summary"}
+    return RunResult(cfg, records, payload["summary"], meta, out)
+
+
+def _parse_record(row: dict[str, str]) -> TaskRecord:
+    fields = TaskRecord.__dataclass_fields__
+    kw: dict = {}
+    for name, value in row.items():
+        typ = fields[name].type
+        if typ in ("int", int):
+            kw[name] = int(value)
+        elif typ in ("float", float):
+            kw[name] = float(value)
+        elif typ in ("bool", bool):
+            kw[name] = value == "True"
+        else:
+            kw[name] = value
+    return TaskRecord(**kw)

@@ -1,0 +1,7 @@
+"""Schedulers, looked up by name (``scheduler=greedy``). Importing this package registers
+every built-in scheduler."""
+
+from eatbench.schedulers import heuristics as _heuristics  # noqa: F401  (registers)
+from eatbench.schedulers.base import SCHEDULERS, Scheduler
+
+__all__ = ["SCHEDULERS", "Scheduler"]

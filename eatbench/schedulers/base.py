@@ -1,0 +1,58 @@
+"""The scheduler protocol. A scheduler sees the engine (read-only) at each decision epoch
+and returns a ``Decision`` to launch one task, or ``None`` to wait for the next epoch."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from eatbench.registry import Registry
+
+if TYPE_CHECKING:
+    from eatbench.engine import Decision, Engine
+    from eatbench.tasks import Task
+
+
+class Scheduler(ABC):
+    """Base class: holds the step count, the allowed k values and a seeded RNG.
+
+    Subclasses implement ``decide`` only. Register one with ``@SCHEDULERS.register(name)``
+    and add ``conf/scheduler/<name>.yaml``.
+
+    :param steps: denoising steps for schedulers that do not choose them.
+    """
+
+    registry_name: str = "scheduler"
+
+    def __init__(self, steps: int = 20) -> None:
+        if steps < 1:
+            raise ValueError(f"scheduler.params.steps={steps} is invalid; allowed: an integer >= 1")
+        self.steps = steps
+        self.k_options: list[int] = [1]
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int, k_options: list[int]) -> None:
+        """Called before each episode.
+
+        :param seed: the experiment seed (seed the scheduler's own randomness from it).
+        :param k_options: the k values a task without a fixed k may run with.
+        """
+        self.rng = np.random.default_rng([seed, 0x5C4ED])
+        self.k_options = list(k_options)
+
+    def ks_for(self, task: Task) -> list[int]:
+        """The k values ``task`` may run with."""
+        return [task.k] if task.k is not None else self.k_options
+
+    def clamp_steps(self, engine: Engine, steps: int) -> int:
+        cfg = engine.config
+        return min(max(steps, cfg.min_steps), cfg.max_steps)
+
+    @abstractmethod
+    def decide(self, engine: Engine) -> Decision | None:
+        """The decision at this epoch, or ``None`` to wait."""
+
+
+SCHEDULERS: Registry[Scheduler] = Registry("scheduler")

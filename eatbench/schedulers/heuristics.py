@@ -1,0 +1,159 @@
+"""Hand-written schedulers. Each fits on a screen; the engine does the bookkeeping."""
+
+from __future__ import annotations
+
+import heapq
+
+from eatbench.engine import Decision, Engine
+from eatbench.schedulers.base import SCHEDULERS, Scheduler
+
+
+@SCHEDULERS.register("fifo")
+class FifoScheduler(Scheduler):
+    """The oldest task, a fixed number of steps, the paper's placement rule (the idle
+    warm group of size k, else the first k idle servers); the smallest allowed k that fits."""
+
+    def decide(self, engine: Engine) -> Decision | None:
+        task = engine.queue[0]
+        for k in self.ks_for(task):
+            servers = engine.default_servers(k, task.model)
+            if servers is not None:
+                return Decision(task.id, self.clamp_steps(engine, self.steps), servers)
+        return None
+
+
+@SCHEDULERS.register("random")
+class RandomScheduler(Scheduler):
+    """A random visible task, random k, random idle servers and random steps in
+    [min_steps, max_steps]; waits when the chosen task does not fit.
+
+    :param wait_prob: probability of waiting at an epoch where a launch is possible.
+    """
+
+    def __init__(self, steps: int = 20, wait_prob: float = 0.0) -> None:
+        super().__init__(steps)
+        if not 0 <= wait_prob < 1:
+            raise ValueError(f"scheduler.params.wait_prob={wait_prob} is invalid; allowed: 0 <= p < 1")
+        self.wait_prob = wait_prob
+
+    def decide(self, engine: Engine) -> Decision | None:
+        rng = self.rng
+        visible = engine.visible()
+        task = visible[int(rng.integers(len(visible)))]
+        ks = self.ks_for(task)
+        k = ks[int(rng.integers(len(ks)))]
+        idle = engine.idle_servers()
+        if len(idle) < k or (self.wait_prob and rng.random() < self.wait_prob):
+            return None
+        servers = tuple(sorted(int(s) for s in rng.choice(idle, size=k, replace=False)))
+        cfg = engine.config
+        return Decision(task.id, int(rng.integers(cfg.min_steps, cfg.max_steps + 1)), servers)
+
+
+@SCHEDULERS.register("round_robin")
+class RoundRobinScheduler(Scheduler):
+    """The oldest task on the next k idle servers after the last one used, cyclically."""
+
+    def __init__(self, steps: int = 20) -> None:
+        super().__init__(steps)
+        self._next = 0
+
+    def reset(self, seed: int, k_options: list[int]) -> None:
+        super().reset(seed, k_options)
+        self._next = 0
+
+    def decide(self, engine: Engine) -> Decision | None:
+        task = engine.queue[0]
+        idle = engine.idle_servers()
+        for k in self.ks_for(task):
+            if len(idle) >= k:
+                n = engine.n_servers
+                ordered = sorted(idle, key=lambda s: (s - self._next) % n)[:k]
+                self._next = (ordered[-1] + 1) % n
+                return Decision(task.id, self.clamp_steps(engine, self.steps), tuple(sorted(ordered)))
+        return None
+
+
+@SCHEDULERS.register("least_loaded")
+class LeastLoadedScheduler(Scheduler):
+    """The oldest task on the k idle servers that have done the least work so far."""
+
+    def decide(self, engine: Engine) -> Decision | None:
+        task = engine.queue[0]
+        idle = engine.idle_servers()
+        for k in self.ks_for(task):
+            if len(idle) >= k:
+                chosen = heapq.nsmallest(k, idle, key=lambda s: (engine.busy_time[s], s))
+                return Decision(task.id, self.clamp_steps(engine, self.steps), tuple(sorted(chosen)))
+        return None
+
+
+@SCHEDULERS.register("greedy")
+class GreedyScheduler(Scheduler):
+    """The paper's Greedy baseline, without the release's slot-swap bug: a one-step
+    look-ahead that launches the (visible task, steps, k) with the highest paper reward
+    on the default placement, among servers idle now; waits if nothing fits.
+
+    :param step_grid: step counts to consider (default: every step in the allowed range).
+    """
+
+    def __init__(self, steps: int = 20, step_grid: list[int] | None = None) -> None:
+        super().__init__(steps)
+        self.step_grid = list(step_grid) if step_grid else None
+
+    def decide(self, engine: Engine) -> Decision | None:
+        cfg = engine.config
+        grid = self.step_grid or range(cfg.min_steps, cfg.max_steps + 1)
+        visible = engine.visible()
+        best: tuple[float, Decision] | None = None
+        for task in visible:
+            for k in self.ks_for(task):
+                servers = engine.default_servers(k, task.model)
+                if servers is None:
+                    continue
+                for steps in grid:
+                    est = engine.estimate(task, servers, steps)
+                    r = engine.reward(task, est, steps, visible)
+                    if best is None or r > best[0]:
+                        best = (r, Decision(task.id, steps, servers))
+        return None if best is None else best[1]
+
+
+@SCHEDULERS.register("earliest_finish")
+class EarliestFinishScheduler(Scheduler):
+    """Earliest finish time: the (visible task, k, gang) whose expected completion is
+    soonest, at a fixed step count. Gangs considered for each k: every warm group of size
+    k for the task's model (no reload, even if busy: the gang then waits for it) and the k
+    unreserved servers that free up first. Ties go to the older task."""
+
+    def decide(self, engine: Engine) -> Decision | None:
+        steps = self.clamp_steps(engine, self.steps)
+        candidates: dict[tuple[int, str], list[tuple[int, ...]]] = {}
+        best: tuple[float, Decision] | None = None
+        for task in engine.visible():
+            for k in self.ks_for(task):
+                key = (k, task.model)
+                groups = candidates.get(key)
+                if groups is None:
+                    groups = candidates[key] = self._groups(engine, k, task.model)
+                for servers in groups:
+                    finish = engine.estimate(task, servers, steps).finish
+                    if best is None or finish < best[0]:
+                        best = (finish, Decision(task.id, steps, servers))
+        return None if best is None else best[1]
+
+    @staticmethod
+    def _groups(engine: Engine, k: int, model: str) -> list[tuple[int, ...]]:
+        reserved = engine.reserved_by
+        available = [s for s in range(engine.n_servers) if reserved[s] < 0]
+        if len(available) < k:
+            return []
+        free_at = engine.free_at
+        first = tuple(sorted(heapq.nsmallest(k, available, key=lambda s: (free_at[s], s))))
+        groups = [first]
+        for members, m in engine.residency.warm_groups():
+            if m == model and len(members) == k and all(reserved[s] < 0 for s in members):
+                g = tuple(sorted(members))
+                if g != first:
+                    groups.append(g)
+        return groups
