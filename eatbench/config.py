@@ -159,6 +159,23 @@ class OutputConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Training of learned schedulers (``eatbench train``); owned by eatbench/schedulers/rl."""
+
+    preset: str = "tuned"
+    layout: str = "paper"
+    total_steps: int = 20000
+    rate_low: float | None = 0.01
+    rate_high: float | None = 0.11
+    eval_every: int = 2000
+    eval_episodes: int = 5
+    out_dir: str = "checkpoints"
+    resume: bool = True
+    wandb: str = "offline"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: a cluster, a workload, a scheduler, a backend, a seed."""
 
@@ -172,6 +189,7 @@ class ExperimentConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: str | None = None  # shorthand for scheduler.checkpoint
 
 
@@ -223,6 +241,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             _fail(f"cluster.gpu_kinds.{name}.speed", kind.speed, "a number > 0")
         if kind.relative_to is not None and kind.relative_to not in c.gpu_kinds:
             _fail(f"cluster.gpu_kinds.{name}.relative_to", kind.relative_to, ", ".join(c.gpu_kinds))
+    if c.servers and c.size:
+        _fail("cluster.size", c.size, "0 when cluster.servers is listed (give servers, or size with mix and servers: [])")
     if c.servers:
         for i, kind in enumerate(c.servers):
             if kind not in c.gpu_kinds:

@@ -97,6 +97,7 @@ class Engine:
         self.running_task = [FREE] * n  # task id running on each server
         self.reserved_by = [FREE] * n  # task id of a gang waiting for this server
         self.free_at = [0.0] * n  # expected time each server has no commitment left
+        self.n_reserved = 0  # servers held by gangs that wait for busy members
         self.pending: dict[int, tuple[Task, tuple[int, ...], int, float]] = {}  # reserved gangs
         self.jobs: dict[int, Job] = {}
         self.records: dict[int, TaskRecord] = {}
@@ -185,7 +186,7 @@ class Engine:
     def next_decision(self) -> bool:
         """Advance to the next decision epoch; ``False`` once the episode has ended."""
         while not self._finished:
-            if not self._need_advance and self.queue and any(r == FREE for r in self.reserved_by):
+            if not self._need_advance and self.queue and self.n_reserved < self.n_servers:
                 return True
             self._need_advance = False
             self._advance()
@@ -213,6 +214,7 @@ class Engine:
             for s in servers:
                 self.reserved_by[s] = task.id
                 self.free_at[s] = est.finish
+            self.n_reserved += len(servers)
             self.pending[task.id] = (task, servers, decision.steps, est.finish)
         return reward
 
@@ -249,6 +251,8 @@ class Engine:
         duration = self.profile.duration(kinds, model, task.resolution, steps, cold)
         job = Job(task, servers, steps, cold, now, duration)
         task.state = TaskState.RUNNING
+        if self.reserved_by[servers[0]] == task.id:
+            self.n_reserved -= len(servers)
         for s in servers:
             self.running_task[s] = task.id
             self.reserved_by[s] = FREE

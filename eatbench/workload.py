@@ -40,21 +40,23 @@ def arrival_times(cfg: WorkloadConfig, rng: np.random.Generator) -> Iterator[flo
         if p <= 0:
             return
         slot = 0
-        while True:
-            slot += int(rng.geometric(p))  # slots until the next success
-            yield slot * cfg.slot
+        while True:  # draws come in chunks: one numpy call per 1024 arrivals
+            for gap in rng.geometric(p, size=1024).tolist():  # slots until the next success
+                slot += gap
+                yield slot * cfg.slot
     elif cfg.arrival in ("poisson", "gamma"):
         if rate <= 0:
             return
         t = 0.0
         shape = 1.0 / (cfg.cv * cfg.cv) if cfg.arrival == "gamma" else 1.0
-        while True:
-            t += (
-                float(rng.gamma(shape, 1.0 / (rate * shape)))
-                if cfg.arrival == "gamma"
-                else float(rng.exponential(1 / rate))
-            )
-            yield t
+        while True:  # draws come in chunks: one numpy call per 1024 arrivals
+            if cfg.arrival == "gamma":
+                gaps = rng.gamma(shape, 1.0 / (rate * shape), size=1024)
+            else:
+                gaps = rng.exponential(1 / rate, size=1024)
+            for gap in gaps.tolist():
+                t += gap
+                yield t
     elif cfg.arrival == "cosine":
         # Thinning (Lewis & Shedler) of a Poisson process at the peak rate.
         peak = cfg.rate_high
@@ -118,18 +120,25 @@ def generate_tasks(
                     break
                 rows.append({"arrival": t})
 
+    n = len(rows)
+    resolutions = np.asarray(cfg.resolutions)
+    prompt_idx = attr_rng.integers(len(prompts), size=n)
+    res_draw = resolutions[attr_rng.integers(len(resolutions), size=n)]
+    k_opts = cfg.k_choices or [0]
+    k_draw = np.asarray(k_opts)[attr_rng.integers(len(k_opts), size=n)]
+    seeds = attr_rng.integers(2**31, size=n)
+    slo_cache: dict[tuple[int, int], float] = {}
     tasks = []
-    resolutions = list(cfg.resolutions)
     for i, row in enumerate(rows):
-        prompt = row.get("prompt") or prompts[int(attr_rng.integers(len(prompts)))]
-        res = int(row["resolution"]) if row.get("resolution") else resolutions[int(attr_rng.integers(len(resolutions)))]
-        if row.get("k"):
-            k: int | None = int(row["k"])
-        elif cfg.k_choices is not None:
-            k = cfg.k_choices[int(attr_rng.integers(len(cfg.k_choices)))]
+        prompt = row.get("prompt") or prompts[prompt_idx[i]]
+        res = int(row["resolution"]) if row.get("resolution") else int(res_draw[i])
+        k = int(row["k"]) if row.get("k") else (int(k_draw[i]) if cfg.k_choices is not None else None)
+        if row.get("slo"):
+            slo = float(row["slo"])
         else:
-            k = None
-        task_seed = int(attr_rng.integers(2**31))
-        slo = float(row["slo"]) if row.get("slo") else cfg.slo_factor * slo_of(k or 1, res)
-        tasks.append(Task(i, float(row["arrival"]), prompt, res, k, slo, task_seed, row.get("model") or cfg.model))
+            key = (k or 1, res)
+            if key not in slo_cache:
+                slo_cache[key] = cfg.slo_factor * slo_of(*key)
+            slo = slo_cache[key]
+        tasks.append(Task(i, float(row["arrival"]), prompt, res, k, slo, int(seeds[i]), row.get("model") or cfg.model))
     return tasks

@@ -1,0 +1,92 @@
+"""Config composition, overrides and the errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from eatbench.compose import compose_experiment, compose_raw, sweep_params
+from eatbench.config import ConfigError, server_kinds, to_experiment_config
+
+
+def test_default_config_is_the_paper_setting():
+    cfg = compose_experiment()
+    assert cfg.cluster.name == "paper4" and len(cfg.cluster.servers) == 4
+    assert cfg.workload.arrival == "bernoulli" and cfg.workload.n_tasks == 32 and cfg.workload.initial_queue == 10
+    assert cfg.workload.k_choices == [1, 2, 4] and cfg.profile.name == "paper"
+    assert cfg.engine.reward.w_t == 250 and cfg.engine.reward.w_q == 10 and cfg.engine.reward.cap == 10
+
+
+def test_overrides_select_groups_and_values():
+    cfg = compose_experiment(["scheduler=earliest_finish", "cluster=hetero8", "workload.rate=0.05", "seed=3"])
+    assert cfg.scheduler.name == "earliest_finish" and cfg.cluster.name == "hetero8"
+    assert cfg.workload.rate == 0.05 and cfg.seed == 3
+    assert len({*cfg.cluster.servers}) == 3
+
+
+def test_generated_cluster_interleaves_kinds_in_their_shares():
+    cfg = compose_experiment(["cluster=hetero", "cluster.size=32"])
+    kinds = server_kinds(cfg.cluster)
+    assert len(kinds) == 32
+    assert kinds.count("fast_gpu") == 8 and kinds.count("paper_gpu") == 12 and kinds.count("slow_gpu") == 12
+    assert len(set(kinds[:4])) >= 2  # mixed from the start
+    assert len(server_kinds(compose_experiment(["cluster=uniform", "cluster.size=64"]).cluster)) == 64
+
+
+def test_experiment_file_carries_its_sweep():
+    raw = compose_raw(experiment="paper_sweep")
+    params = sweep_params(raw)
+    assert params["workload.rate"] == ["0.01", "0.03", "0.05", "0.07", "0.09", "0.11"]
+    assert "greedy" in params["scheduler"] and params["seed"] == ["0", "1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["workload.rate=-0.1"], r"workload.rate=-0.1 is invalid; allowed: a rate >= 0"),
+        (["workload.k_choices=[1,2,8]"], r"k <= the cluster's 4 servers"),
+        (["workload.k_choices=[3]"], r"powers of two"),
+        (["workload.arrival=weibull"], r"workload.arrival='weibull'.*bernoulli, poisson, gamma, cosine, trace"),
+        (["scheduler.name=edf"], r"scheduler.name='edf'.*allowed: .*earliest_finish"),
+        (["profile.name=a100"], r"profile.name='a100'.*allowed: csv, h100_sd15, paper"),
+        (["cluster.servers=[paper_gpu,v100]"], r"cluster.servers\[1\]='v100'.*allowed: paper_gpu"),
+        (["engine.decision_mode=batch"], r"engine.decision_mode.*event, slotted"),
+        (["engine.min_steps=40"], r"engine.min_steps=40"),
+        (["workload.n_tasks=null", "workload.horizon=null"], r"workload.n_tasks"),
+        (["output.wandb=maybe"], r"output.wandb.*offline, online, disabled"),
+        (["workload.ratee=1"], r"ratee"),
+        (["scheduler=edf"], r"scheduler/edf"),
+        (["workload.rate=abc"], r"workload.rate"),
+    ],
+)
+def test_bad_config_stops_with_a_message_naming_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_experiment(overrides)
+
+
+def test_profile_missing_a_gpu_kind_is_caught_before_running():
+    from eatbench.runner import run_experiment
+
+    cfg = compose_experiment(["cluster=h100x4"])  # paper profile has no h100 rows
+    with pytest.raises(ConfigError, match="no GPU kind 'h100'"):
+        run_experiment(cfg, write=False)
+    ok = compose_experiment(["cluster=h100x4", "profile=h100_sd15", "workload=sd15", "workload.n_tasks=20"])
+    assert run_experiment(ok, write=False).summary["tasks_done"] == 20
+
+
+def test_scheduler_params_are_checked_by_the_scheduler():
+    from eatbench.runner import run_experiment
+
+    with pytest.raises(ConfigError, match="takes no parameter colour; allowed: steps"):
+        run_experiment(compose_experiment(["scheduler=fifo", "+scheduler.params.colour=red"]), write=False)
+    with pytest.raises(ConfigError, match="wait_prob"):
+        run_experiment(compose_experiment(["scheduler=random", "scheduler.params.wait_prob=2"]), write=False)
+
+
+def test_unknown_key_in_a_plain_dict_names_the_allowed_keys():
+    with pytest.raises(ConfigError, match="unknown config key 'workload.speed'; allowed here: .*rate"):
+        to_experiment_config({"workload": {"speed": 3}})
+
+
+def test_unknown_experiment_is_named():
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; allowed: .*paper_sweep"):
+        compose_experiment(experiment="nope")

@@ -1,0 +1,46 @@
+"""Summary metrics and confidence intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from eatbench.metrics import TaskRecord, aggregate_seeds, mean_ci95, percentile, summarize
+
+
+def test_percentile_matches_numpy():
+    rng = np.random.default_rng(0)
+    xs = rng.exponential(size=101).tolist()
+    for q in (50, 90, 99):
+        assert percentile(xs, q) == pytest.approx(np.percentile(xs, q))
+    assert math.isnan(percentile([], 50))
+
+
+def test_mean_ci95_uses_student_t():
+    mean, half = mean_ci95([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mean == 3.0 and half == pytest.approx(2.776 * math.sqrt(2.5) / math.sqrt(5))
+    assert math.isnan(mean_ci95([1.0])[1])
+
+
+def _rec(i, status="done", response=10.0, wait=2.0, slo=12.0, cold=False, quality=0.2):
+    return TaskRecord(task_id=i, arrival=0.0, status=status, start=wait, finish=response, wait=wait,
+                      execution=response - wait, response=response, steps=20, k=2, quality=quality,
+                      slo=slo, slo_met=response <= slo, cold_start=cold)
+
+
+def test_summary_counts_slo_goodput_and_unfinished():
+    recs = [_rec(0), _rec(1, response=20.0, cold=True), TaskRecord(task_id=2, arrival=5.0, status="unfinished")]
+    s = summarize(recs, makespan=40.0, n_servers=2, busy_time=[20.0, 10.0], decision_times=[1e-5, 3e-5])
+    assert s["tasks_done"] == 2 and s["tasks_unfinished"] == 1
+    assert s["slo_attainment"] == pytest.approx(1 / 3)  # unfinished tasks miss their SLO
+    assert s["goodput"] == pytest.approx(1 / 40) and s["throughput"] == pytest.approx(2 / 40)
+    assert s["utilisation_server0"] == 0.5 and s["utilisation_mean"] == pytest.approx(0.375)
+    assert s["cold_start_rate"] == 0.5 and s["response_mean"] == 15.0
+    assert s["decision_time_mean_s"] == pytest.approx(2e-5)
+
+
+def test_aggregate_seeds_gives_mean_ci_and_n():
+    agg = aggregate_seeds([{"a": 1.0}, {"a": 3.0}])
+    assert agg["a"]["mean"] == 2.0 and agg["a"]["n"] == 2 and agg["a"]["ci95"] == pytest.approx(12.706)
