@@ -74,7 +74,7 @@ def _load_extra_commands() -> None:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
-            if err.name != module:
+            if not (err.name and module.startswith(err.name)):
                 raise
 
 

@@ -272,7 +272,8 @@ class Engine:
         t_next = self.horizon
         if self._next_arrival < len(self.tasks):
             t_next = min(t_next, self.tasks[self._next_arrival].arrival)
-        if self.config.decision_mode == "slotted" and self.queue:
+        more_to_come = self.jobs or self._next_arrival < len(self.tasks) or not math.isinf(self.horizon)
+        if self.config.decision_mode == "slotted" and self.queue and more_to_come:
             slot = self.config.slot
             t_next = min(t_next, (math.floor(self.now / slot + 1e-9) + 1) * slot)
         if math.isinf(t_next) and not self.jobs:

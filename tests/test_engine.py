@@ -230,3 +230,11 @@ def test_same_config_and_seed_give_identical_records(scheduler):
     assert [r.to_dict() for r in a] == [r.to_dict() for r in b]
     c = run_experiment(dataclasses.replace(cfg, seed=4), write=False).records
     assert [r.arrival for r in a] != [r.arrival for r in c]
+
+
+def test_a_scheduler_that_always_waits_ends_the_episode_with_tasks_unfinished():
+    for mode in ("event", "slotted"):
+        engine = _tiny_engine([_task(0), _task(1, 5.0)], mode=mode)
+        while engine.next_decision():
+            engine.apply(None)
+        assert [r.status for r in engine.finalize()] == ["unfinished", "unfinished"]
