@@ -71,6 +71,7 @@ def summarize(
     busy_time: Sequence[float],
     decision_times: Sequence[float] = (),
     reward_total: float = math.nan,
+    warmup_fraction: float = 0.1,
 ) -> dict[str, float]:
     """Summary metrics of one run.
 
@@ -80,6 +81,8 @@ def summarize(
     :param busy_time: seconds each server spent running tasks.
     :param decision_times: wall seconds the scheduler spent per decision.
     :param reward_total: sum of the paper reward over launches (``nan`` if not computed).
+    :param warmup_fraction: share of the first-arriving tasks left out of the ``steady_*``
+        metrics (raw metrics keep every task).
     """
     recs = list(records)
     done = [r for r in recs if r.status == "done"]
@@ -120,6 +123,18 @@ def summarize(
         "decision_time_p99_s": percentile(decision_times, 99),
         "reward_total": reward_total,
     }
+    # Steady state: drop the first ``warmup_fraction`` of tasks (by arrival), when the
+    # cluster is still cold and the initial queue drains.
+    skip = int(len(recs) * warmup_fraction)
+    steady = recs[skip:]
+    steady_done = [r.response for r in steady if r.status == "done"]
+    out["steady_tasks"] = len(steady)
+    out["steady_response_mean"] = _mean(steady_done)
+    out["steady_response_p90"] = percentile(steady_done, 90)
+    out["steady_slo_attainment"] = (
+        (sum(1 for r in steady if r.status == "done" and r.slo_met) / len(steady)) if steady else math.nan
+    )
+    out["cold_starts"] = sum(1 for r in launched if r.cold_start)
     for i, b in enumerate(busy_time):
         out[f"utilisation_server{i}"] = b / span
     out["n_servers"] = n_servers

@@ -44,3 +44,10 @@ def test_summary_counts_slo_goodput_and_unfinished():
 def test_aggregate_seeds_gives_mean_ci_and_n():
     agg = aggregate_seeds([{"a": 1.0}, {"a": 3.0}])
     assert agg["a"]["mean"] == 2.0 and agg["a"]["n"] == 2 and agg["a"]["ci95"] == pytest.approx(12.706)
+
+
+def test_steady_state_metrics_leave_out_the_warm_up_tasks():
+    recs = [_rec(i, response=100.0 if i < 2 else 10.0, cold=i < 2) for i in range(20)]
+    s = summarize(recs, makespan=200.0, n_servers=1, busy_time=[100.0], warmup_fraction=0.1)
+    assert s["response_mean"] == pytest.approx((2 * 100 + 18 * 10) / 20)
+    assert s["steady_response_mean"] == 10.0 and s["steady_tasks"] == 18 and s["cold_starts"] == 2
