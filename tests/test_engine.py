@@ -68,7 +68,7 @@ WORKLOADS = [
 
 
 # learned schedulers need a checkpoint; their runs through the engine are in test_rl.py
-HEURISTICS = [n for n in SCHEDULERS.names() if not SCHEDULERS.get_class(n).__module__.startswith("eatbench.schedulers.rl")]
+HEURISTICS = [n for n in SCHEDULERS.names() if SCHEDULERS.get_class(n).__module__ == "eatbench.schedulers.heuristics"]
 
 
 @pytest.mark.parametrize("scheduler", HEURISTICS)
