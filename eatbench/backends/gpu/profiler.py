@@ -1,0 +1,182 @@
+"""Latency profiler: measure what the sim backend's profile needs, through the real backend.
+
+``measure_profile`` runs tasks through ``GpuBackend`` (the same worker processes, gangs
+and timers as a real run) and writes a profile CSV with the columns the core's profile
+loader reads::
+
+    gpu_kind, model, resolution, k, step_s, fixed_s, cold_start_s
+
+* ``step_s``: median seconds per denoising step of one task (with CFG the UNet batch
+  is 2), over ``repeats`` warm tasks; each step is bracketed by
+  ``torch.cuda.synchronize`` on CUDA (the worker's ``time_steps``).
+* ``fixed_s``: median per-task constant: pipeline call time minus its steps (text
+  encoding, latent set-up, VAE decode on rank 0).
+* ``cold_start_s``: the gang's measured cold start (process group, weights to device,
+  2-step warm-up), from the first (cold) task of each (resolution, k); that task is
+  excluded from the step statistics.
+
+A ``batch`` column is added when ``batches`` is not ``(1,)`` (images per task). A JSON
+file beside the CSV (``<out_csv>.json``) keeps every sample and the backend description.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PROFILE_COLUMNS = ("gpu_kind", "model", "resolution", "k", "step_s", "fixed_s", "cold_start_s")
+
+
+@dataclass(frozen=True)
+class _Server:
+    index: int
+    gpu_kind: str
+
+
+class _Cluster:
+    """A minimal cluster (duck-typed like ``eatbench.cluster.Cluster``)."""
+
+    def __init__(self, n: int, gpu_kind: str) -> None:
+        self.servers = [_Server(i, gpu_kind) for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.servers)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def measure_profile(
+    *,
+    out_csv: str,
+    model: str = "sd15",
+    model_path: str | None = None,
+    random_init: str | None = None,
+    gpu_kind: str | None = None,
+    resolutions: Sequence[int] = (512,),
+    ks: Sequence[int] = (1,),
+    batches: Sequence[int] = (1,),
+    steps: int = 20,
+    repeats: int = 3,
+    devices: str | list[str] = "auto",
+    dtype: str = "fp16",
+    compile: bool = False,  # noqa: A002 - mirrors the backend parameter
+    cuda_graphs: bool = False,
+    guidance_scale: float = 7.5,
+    prompt: str = "a photograph of an astronaut riding a horse",
+    backend: Any = None,
+) -> list[dict]:
+    """Measure per-step latency, per-task constant and cold start; write ``out_csv``.
+
+    :param out_csv: the profile CSV to write (columns ``PROFILE_COLUMNS`` [+ ``batch``]).
+    :param model: the model name written into the CSV (what tasks ask for).
+    :param model_path: local pipeline directory or cached repo id; or ``random_init``
+        (``sd15``/``sdxl``/``tiny``): latency is real with random weights.
+    :param gpu_kind: GPU kind name for the CSV (as in the cluster config); default: the
+        device name, slugified (``nvidia_h100_80gb_hbm3``) or ``cpu``.
+    :param resolutions: image sides in pixels.
+    :param ks: gang sizes (needs ``max(ks)`` servers; they share devices when fewer).
+    :param batches: images per task.
+    :param steps: denoising steps per measured task.
+    :param repeats: warm tasks measured per (resolution, k, batch).
+    :param devices, dtype, compile, cuda_graphs, guidance_scale: as for ``GpuBackend``.
+    :param backend: an existing ``GpuBackend`` with at least ``max(ks)`` servers to use
+        instead of starting one (its settings then apply; it is not closed).
+    :returns: the rows written, each with extra keys ``step_s_p10``, ``step_s_p90``,
+        ``n_steps`` (samples behind ``step_s``) and ``device``.
+    """
+    import math as _m
+
+    from eatbench.backends.base import BackendContext, Job
+    from eatbench.backends.gpu.backend import GpuBackend
+    from eatbench.tasks import Task
+
+    own = backend is None
+    if own:
+        backend = GpuBackend(
+            BackendContext(cluster=_Cluster(max(ks), gpu_kind or "unknown"), profile=None, quality=None),
+            model_path=model_path,
+            random_init=random_init,
+            devices=devices,
+            dtype=dtype,
+            compile=compile,
+            cuda_graphs=cuda_graphs,
+            guidance_scale=guidance_scale,
+            save_images=False,
+        )
+    desc = backend.describe()
+    kind = gpu_kind or _slug(desc["device_names"][0] if desc["device_names"] else "unknown")
+    rows: list[dict] = []
+    samples: list[dict] = []
+    task_id = 0
+
+    def run(servers: tuple[int, ...], res: int, cold: bool) -> Any:
+        nonlocal task_id
+        task = Task(task_id, backend.now(), prompt, res, len(servers), _m.inf, task_id, model)
+        task_id += 1
+        backend.launch(Job(task, servers, steps, cold, backend.now(), 0.0))
+        (result,) = backend.advance(_m.inf)
+        if result.error:
+            raise RuntimeError(f"profiling task failed (k={len(servers)}, {res} px): {result.error}")
+        return result
+
+    try:
+        n_servers = len(backend.server_kinds)
+        for k in ks:
+            if k > n_servers:
+                raise ValueError(f"k={k} needs {k} servers; the backend has {n_servers}")
+            servers = tuple(range(k))
+            for res in resolutions:
+                for batch in batches:
+                    backend.images_per_task = batch
+                    backend.dissolve(tuple(range(n_servers)))
+                    cold = run(servers, res, cold=True)
+                    warm = [run(servers, res, cold=False) for _ in range(repeats)]
+                    step_times = [s for r in warm for s in r.extra["step_s"]]
+                    fixed = [r.extra["pipeline_s"] - sum(r.extra["step_s"]) for r in warm]
+                    q = statistics.quantiles(step_times, n=10) if len(step_times) >= 2 else [math.nan] * 9
+                    row = {
+                        "gpu_kind": kind,
+                        "model": model,
+                        "resolution": res,
+                        "k": k,
+                        "step_s": statistics.median(step_times),
+                        "fixed_s": max(0.0, statistics.median(fixed)),
+                        "cold_start_s": cold.cold_start_time,
+                        "batch": batch,
+                        "step_s_p10": q[0],
+                        "step_s_p90": q[-1],
+                        "n_steps": len(step_times),
+                        "device": cold.extra["devices"][0],
+                    }
+                    rows.append(row)
+                    samples.append(
+                        {
+                            **row,
+                            "step_samples": step_times,
+                            "fixed_samples": fixed,
+                            "cold_parts": {p: cold.extra.get(p) for p in ("pg_init_s", "load_s", "warmup_s")},
+                            "wall_s": [r.extra["wall_s"] for r in warm],
+                            "pipeline_s": [r.extra["pipeline_s"] for r in warm],
+                        }
+                    )
+    finally:
+        backend.images_per_task = 1
+        if own:
+            backend.close()
+    columns = list(PROFILE_COLUMNS) + (["batch"] if tuple(batches) != (1,) else [])
+    os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
+    with open(out_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    with open(out_csv + ".json", "w") as f:
+        json.dump({"backend": desc, "steps": steps, "repeats": repeats, "rows": samples}, f, indent=1)
+    return rows
