@@ -5,7 +5,7 @@ from eatbench.registry import Registry
 
 BACKENDS: Registry[Backend] = Registry("backend")
 
-from eatbench.backends import sim as _sim  # noqa: E402,F401  (registers "sim")
 from eatbench.backends import gpu as _gpu  # noqa: E402,F401  (registers "gpu"; imports torch lazily)
+from eatbench.backends import sim as _sim  # noqa: E402,F401  (registers "sim")
 
 __all__ = ["BACKENDS", "Backend", "BackendContext", "Job", "JobResult"]
