@@ -21,7 +21,7 @@ commands:
 {extra}
 examples:
   eatbench run scheduler=greedy cluster=hetero8 workload.rate=0.05 seed=3
-  eatbench run -m +experiment=paper_sweep hydra/launcher=joblib
+  eatbench run -m +experiment=paper_rates hydra/launcher=joblib
 """
 
 #: command name -> (one-line help, task function taking the composed config)
@@ -113,4 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main(): commands register on ``eatbench.cli``, not ``__main__``
+    from eatbench.cli import main as _main
+
+    sys.exit(_main())

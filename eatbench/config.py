@@ -160,7 +160,19 @@ class OutputConfig:
 
 @dataclass
 class TrainConfig:
-    """Training of learned schedulers (``eatbench train``); owned by eatbench/schedulers/rl."""
+    """Training of learned schedulers (``eatbench train scheduler=eat``); owned by
+    eatbench/schedulers/rl (see ``eatbench.schedulers.rl.train``).
+
+    ``preset``: SAC hyperparameters (``paper``: the release's; ``tuned``: ours), with
+    ``params`` overriding single keys. ``layout``: action layout (``paper`` or
+    ``extended``). Each training episode draws its arrival rate uniformly from
+    [``rate_low``, ``rate_high``] tasks/s (both null: the configured ``workload.rate``).
+    Every ``eval_every`` env steps: a deterministic evaluation on ``eval_episodes`` fixed
+    workloads at ``workload.rate`` and a resumable checkpoint. Training stops at
+    ``total_steps`` env steps or after ``max_minutes`` of wall time (0: no limit).
+    ``threads``: torch CPU threads (0: leave torch's default). ``export``: also copy the
+    final ``policy.pt`` (and its ``.json`` sidecar) to this path. ``wandb``: W&B mode.
+    """
 
     preset: str = "tuned"
     layout: str = "paper"
@@ -169,9 +181,14 @@ class TrainConfig:
     rate_high: float | None = 0.11
     eval_every: int = 2000
     eval_episodes: int = 5
-    out_dir: str = "checkpoints"
+    out_dir: str = "results/train"
     resume: bool = True
     wandb: str = "offline"
+    threads: int = 1
+    max_minutes: float = 0.0
+    time_scale: float = 100.0
+    progress: bool = True
+    export: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
 

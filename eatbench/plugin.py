@@ -1,31 +1,350 @@
-"""The eatbench pytest plugin (registered under the ``pytest11`` entry point)."""
+"""The eatbench pytest plugin (entry point ``pytest11``): options, markers, fixtures, hooks.
+
+Only hooks and fixtures live here; the session logic is in :mod:`eatbench.report.session`,
+sweeps in :mod:`eatbench.sweep`, reports in :mod:`eatbench.report`. Nothing heavy (torch,
+pandas, matplotlib, wandb) is imported when pytest loads this module.
+
+Options (one ``eatbench`` group): ``--backend``, ``--eat-experiment``, ``--eat-override``,
+``--eat-seeds``, ``--eat-report``, ``--eat-wandb``, ``--eat-quick``.
+Markers: ``eat_figure(ID)``, ``eatbench(experiment=..., overrides=[...], <config field>=...)``,
+``gpu``, ``slow``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+BACKENDS = ("sim", "gpu")
+WANDB_MODES = ("offline", "online", "disabled")
+DEFAULT_EXPERIMENT = "paper_rates"
+MARKERS = (
+    "eat_figure(id): the report figure or table a benchmark produces (F1..F8, T1)",
+    "eatbench(experiment=None, overrides=(), **fields): config for the eat_* fixtures; fields are "
+    "ExperimentConfig fields (seed=3, workload={'rate': 0.05})",
+    "gpu: needs the real-GPU backend (--backend=gpu) and a CUDA device",
+    "slow: long-running (deselect with -m 'not slow')",
+)
+SESSION_KEY = pytest.StashKey["EatbenchSession"]()  # type: ignore[name-defined]  # noqa: F821
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("eatbench", "eatbench benchmark suite")
-    group.addoption(
+
+# -- option parsers (argparse ``type`` functions: bad values fail at parse time) ------------
+def parse_backend(value: str) -> str:
+    if value not in BACKENDS:
+        raise argparse.ArgumentTypeError(f"unknown backend {value!r}; allowed: {', '.join(BACKENDS)}")
+    return value
+
+
+def parse_wandb(value: str) -> str:
+    if value not in WANDB_MODES:
+        raise argparse.ArgumentTypeError(f"unknown W&B mode {value!r}; allowed: {', '.join(WANDB_MODES)}")
+    return value
+
+
+def parse_seeds(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be an integer >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"seeds must be an integer >= 1, got {n}")
+    return n
+
+
+def parse_experiment(value: str) -> str:
+    """A ``conf/experiment/<value>.yaml`` name."""
+    from eatbench.compose import conf_dir
+    from eatbench.config import ConfigError
+
+    try:
+        names = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value not in names:
+        raise argparse.ArgumentTypeError(f"unknown experiment {value!r}; allowed: {', '.join(names)}")
+    return value
+
+
+def parse_override(value: str) -> str:
+    """One Hydra override (``KEY=VALUE``, ``+KEY=VALUE``, ``group=option``), syntax-checked."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"malformed override {value!r}: expected KEY=VALUE (Hydra syntax)")
+    try:
+        OverridesParser.create().parse_override(value)
+    except HydraException as err:
+        first = str(err).strip().splitlines()[0]
+        raise argparse.ArgumentTypeError(f"malformed override {value!r}: {first}") from None
+    return value
+
+
+def add_eatbench_options(addoption: Callable[..., Any], prefix: str = "eat-") -> None:
+    """Add the eatbench options through ``addoption`` (a pytest group's or argparse's)."""
+    addoption(
         "--backend",
         dest="eat_backend",
         default="sim",
-        choices=("sim", "gpu"),
-        help="execution backend for the benchmarks (default: %(default)r)",
+        type=parse_backend,
+        metavar="NAME",
+        help="execution backend for every benchmark: sim (virtual clock) or gpu (real diffusers "
+        "pipelines; fails if unavailable, never falls back). Default: %(default)r",
     )
-    group.addoption(
-        "--eat-report",
+    addoption(
+        f"--{prefix}experiment",
+        dest="eat_experiment",
+        default=None,
+        type=parse_experiment,
+        metavar="NAME",
+        help=f"conf/experiment file of the main job and of eat_* fixtures. Default: {DEFAULT_EXPERIMENT!r}",
+    )
+    addoption(
+        f"--{prefix}override",
+        dest="eat_overrides",
+        default=[],
+        action="append",
+        type=parse_override,
+        metavar="KEY=VALUE",
+        help="Hydra override applied to every config (repeatable), e.g. workload.n_tasks=64. Default: none",
+    )
+    addoption(
+        f"--{prefix}seeds",
+        dest="eat_seeds",
+        default=5,
+        type=parse_seeds,
+        metavar="N",
+        help="seeds 0..N-1 per point. Default: %(default)r",
+    )
+    addoption(
+        f"--{prefix}report",
         dest="eat_report",
         default="reports",
         metavar="DIR",
-        help="where benchmark result files and markdown summaries go (default: %(default)r)",
+        help="report directory: result files in DIR/results, DIR/REPORT.md, DIR/figures. Default: %(default)r",
     )
-    group.addoption(
-        "--eat-seeds",
-        dest="eat_seeds",
-        default=5,
-        type=int,
-        metavar="N",
-        help="seeds per point (default: %(default)r)",
+    addoption(
+        f"--{prefix}wandb",
+        dest="eat_wandb",
+        default="offline",
+        type=parse_wandb,
+        metavar="MODE",
+        help="W&B logging of the sweeps: offline, online or disabled. Default: %(default)r",
     )
+    addoption(
+        f"--{prefix}quick",
+        dest="eat_quick",
+        action="store_true",
+        default=False,
+        help="reduced grid (2 seeds, at most 3 values per swept key) for a run of a few minutes. Default: %(default)r",
+    )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("eatbench", "eatbench benchmark suite (EAT reproduction)")
+    add_eatbench_options(group.addoption)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    from eatbench.report.session import EatbenchSession, SessionOptions
+
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    opts = SessionOptions(
+        backend=config.getoption("eat_backend"),
+        experiment=config.getoption("eat_experiment") or DEFAULT_EXPERIMENT,
+        overrides=tuple(config.getoption("eat_overrides") or ()),
+        seeds=config.getoption("eat_seeds"),
+        report_dir=Path(config.getoption("eat_report")),
+        wandb=config.getoption("eat_wandb"),
+        quick=config.getoption("eat_quick"),
+    )
+    if opts.backend == "gpu":
+        _check_gpu_backend()
+    if opts.wandb == "offline":
+        os.environ.setdefault("WANDB_MODE", "offline")
+    config.stash[SESSION_KEY] = EatbenchSession(opts)
+
+
+def _check_gpu_backend() -> None:
+    """Stop with a clear message when the real-GPU backend cannot be used."""
+    from eatbench.compose import conf_dir
+
+    try:
+        from eatbench.backends import BACKENDS as registry
+    except ImportError as err:
+        raise pytest.UsageError(f"--backend=gpu: cannot import eatbench.backends ({err})") from err
+    problems = []
+    if "gpu" not in registry:
+        problems.append(f"no backend 'gpu' is registered (registered: {', '.join(registry.names())})")
+    if not (conf_dir() / "backend" / "gpu.yaml").is_file():
+        problems.append(f"no {conf_dir() / 'backend' / 'gpu.yaml'}")
+    if problems:
+        raise pytest.UsageError(
+            "--backend=gpu: the real-GPU backend is not available: " + "; ".join(problems) + ". "
+            "Nothing was run (there is no silent fallback to the sim backend)."
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    o = _session(config).options
+    return [
+        f"eatbench: backend={o.backend} experiment={o.experiment} seeds={o.seeds} quick={o.quick} "
+        f"report={o.report_dir} wandb={o.wandb}" + (f" overrides={list(o.overrides)}" if o.overrides else "")
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    backend = _session(config).options.backend
+    if backend == "gpu":
+        return
+    skip = pytest.mark.skip(reason=f"needs --backend=gpu (running on {backend!r})")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.finish()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None or not (state.sweeps or state.runs):
+        return
+    terminalreporter.ensure_newline()
+    terminalreporter.section("eatbench results", sep="=")
+    for line in state.summary_lines():
+        terminalreporter.write_line(line)
+
+
+def _session(config: pytest.Config):
+    return config.stash[SESSION_KEY]
+
+
+# -- fixtures -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def eat_session(request: pytest.FixtureRequest):
+    """The session's :class:`~eatbench.report.session.EatbenchSession`."""
+    return _session(request.config)
+
+
+def _marker_overrides(request: pytest.FixtureRequest) -> tuple[str | None, list[str]]:
+    """Experiment and overrides from ``@pytest.mark.eatbench(...)``; kwargs are checked
+    against the ``ExperimentConfig`` fields."""
+    from eatbench.config import ExperimentConfig
+
+    marker = request.node.get_closest_marker("eatbench")
+    if marker is None:
+        return None, []
+    kwargs = dict(marker.kwargs)
+    experiment = kwargs.pop("experiment", None)
+    overrides = list(kwargs.pop("overrides", ()))
+    fields = ExperimentConfig.__dataclass_fields__
+    unknown = sorted(set(kwargs) - set(fields))
+    if unknown:
+        raise pytest.UsageError(
+            f"@pytest.mark.eatbench: unknown argument(s) {', '.join(unknown)}; allowed: overrides, " + ", ".join(fields)
+        )
+    overrides += [o for key, value in kwargs.items() for o in _flatten(key, value)]
+    return experiment, overrides
+
+
+def _flatten(key: str, value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [o for k, v in value.items() for o in _flatten(f"{key}.{k}", v)]
+    if isinstance(value, list | tuple):
+        return [f"{key}=[{','.join(str(v) for v in value)}]"]
+    return [f"{key}={'null' if value is None else value}"]
+
+
+@pytest.fixture
+def eat_config(request: pytest.FixtureRequest, eat_session):
+    """The validated ``ExperimentConfig`` of this test: ``--eat-experiment`` (or the marker's
+    experiment), the session overrides, then the ``eatbench`` marker's. Results are not
+    written unless the test asks (``run_experiment(write=True)``)."""
+    from eatbench.compose import compose_experiment
+
+    experiment, overrides = _marker_overrides(request)
+    cfg = compose_experiment(eat_session.overrides(overrides), experiment or eat_session.options.experiment)
+    yield cfg
+
+
+@pytest.fixture
+def eat_engine(eat_config):
+    """A ready engine (cluster, task stream, backend) for ``eat_config``."""
+    from eatbench.runner import build_engine
+
+    yield build_engine(eat_config)
+
+
+@pytest.fixture
+def eat_cluster(eat_engine):
+    """The ``Cluster`` of ``eat_config``."""
+    return eat_engine.cluster
+
+
+@pytest.fixture
+def eat_workload(eat_engine):
+    """The task stream (list of tasks, arrival times in seconds) of ``eat_config``."""
+    return eat_engine.tasks
+
+
+@pytest.fixture
+def eat_backend(eat_engine):
+    """The backend of ``eat_config`` (``sim``, or ``gpu`` with ``--backend=gpu``)."""
+    return eat_engine.backend
+
+
+@pytest.fixture
+def eat_scheduler(eat_config):
+    """The scheduler of ``eat_config`` (a learned one loads its checkpoint)."""
+    from eatbench.runner import make_scheduler
+
+    return make_scheduler(eat_config)
+
+
+@pytest.fixture
+def run_experiment(request: pytest.FixtureRequest, eat_config, eat_session) -> Iterator[Callable[..., Any]]:
+    """Run ``eat_config`` (optionally with extra overrides) and return its ``RunResult``
+    (``.records``: one ``TaskRecord`` per task; ``.summary``: metrics, seconds). Each run is
+    listed in the terminal summary."""
+    from eatbench.compose import compose_experiment
+    from eatbench.runner import run_experiment as _run
+
+    experiment, marker_overrides = _marker_overrides(request)
+
+    def run(*overrides: str, write: bool = False, **kwargs: Any):
+        cfg = eat_config
+        if overrides:
+            cfg = compose_experiment(
+                eat_session.overrides([*marker_overrides, *overrides]), experiment or eat_session.options.experiment
+            )
+        if write:
+            from dataclasses import replace
+
+            cfg = replace(cfg, output=replace(cfg.output, root=str(eat_session.results_root)))
+        result = _run(cfg, write=write, **kwargs)
+        eat_session.runs.append((request.node.name, result))
+        return result
+
+    yield run
+
+
+@pytest.fixture
+def eat_sweep(eat_session) -> Callable[..., Any]:
+    """``eat_sweep(experiment=None, *overrides) -> SweepResult``: run (or reuse) an
+    experiment's grid with the session's seeds, backend, overrides and ``--eat-quick``."""
+
+    def sweep(experiment: str | None = None, *overrides: str):
+        return eat_session.sweep(experiment, tuple(overrides))
+
+    return sweep

@@ -33,7 +33,7 @@ def test_generated_cluster_interleaves_kinds_in_their_shares():
 
 
 def test_experiment_file_carries_its_sweep():
-    raw = compose_raw(experiment="paper_sweep")
+    raw = compose_raw(experiment="paper_rates")
     params = sweep_params(raw)
     assert params["workload.rate"] == ["0.01", "0.03", "0.05", "0.07", "0.09", "0.11"]
     assert "greedy" in params["scheduler"] and params["seed"] == ["0", "1", "2", "3", "4"]
@@ -88,5 +88,5 @@ def test_unknown_key_in_a_plain_dict_names_the_allowed_keys():
 
 
 def test_unknown_experiment_is_named():
-    with pytest.raises(ConfigError, match="unknown experiment 'nope'; allowed: .*paper_sweep"):
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; allowed: .*paper_rates"):
         compose_experiment(experiment="nope")

@@ -5,3 +5,4 @@ from eatbench.schedulers import heuristics as _heuristics  # noqa: F401  (regist
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
 
 __all__ = ["SCHEDULERS", "Scheduler"]
+from eatbench.schedulers import rl as _rl  # noqa: F401,E402  (registers learned schedulers)

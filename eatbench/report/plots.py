@@ -1,0 +1,146 @@
+"""Matplotlib figures (PNG, Agg backend) from the tables of :mod:`eatbench.report.aggregate`.
+
+Every curve is a mean over seeds with its 95% confidence interval as a band. Times are
+seconds, rates tasks/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from eatbench.metrics import mean_ci95  # noqa: E402
+
+#: display names of schedulers (registry name -> label).
+LABELS = {
+    "eat": "EAT",
+    "eat_nodiff": "EAT w/o diffusion",
+    "eat_wide": "EAT (wide)",
+    "dsac": "DSAC",
+    "sac": "SAC",
+    "greedy": "Greedy",
+    "random": "Random",
+    "earliest_finish": "EarliestFinish",
+    "round_robin": "RoundRobin",
+    "fifo": "FIFO",
+    "least_loaded": "LeastLoaded",
+}
+LEARNED_STYLE = {"linewidth": 2.2, "linestyle": "-", "marker": "o"}
+HEURISTIC_STYLE = {"linewidth": 1.3, "linestyle": "--", "marker": "s", "markersize": 4}
+AXIS_LABELS = {
+    "rate": "arrival rate (tasks/s)",
+    "n_servers": "servers N",
+    "response_mean": "mean response time (s)",
+    "response_p90": "p90 response time (s)",
+    "quality_mean": "mean quality q(S)",
+    "reward_total": "paper reward per episode",
+    "slo_attainment": "SLO attainment",
+    "wait_mean": "mean waiting time (s)",
+}
+
+
+def label(scheduler: str) -> str:
+    return LABELS.get(scheduler, scheduler)
+
+
+def _style(scheduler: str) -> dict:
+    return LEARNED_STYLE if scheduler.startswith(("eat", "dsac", "sac")) else HEURISTIC_STYLE
+
+
+def plot_metric_vs(
+    agg: pd.DataFrame,
+    x: str,
+    metrics: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    logx: bool = False,
+) -> Path:
+    """One panel per metric: mean over seeds vs ``x`` with a 95% CI band, a line per scheduler.
+
+    :param agg: rows of :func:`~eatbench.report.aggregate.aggregate` (one experiment).
+    :param x: the x column (``rate``, ``n_servers``).
+    :param metrics: metric columns; ``<metric>_ci95`` gives the band.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for sched, grp in agg.sort_values(x).groupby("scheduler", sort=True):
+            xs, ys = grp[x].to_numpy(float), grp[metric].to_numpy(float)
+            ci = grp.get(f"{metric}_ci95", pd.Series(0.0, index=grp.index)).fillna(0.0).to_numpy(float)
+            (line,) = ax.plot(xs, ys, label=label(sched), **_style(sched))
+            ax.fill_between(xs, ys - ci, ys + ci, color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_xlabel(AXIS_LABELS.get(x, x))
+        ax.set_ylabel(AXIS_LABELS.get(metric, metric))
+        if logx:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(agg[x].unique()), [f"{v:g}" for v in sorted(agg[x].unique())])
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="best")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_tradeoff(records: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """F7: steps chosen vs response time and vs quality, per scheduler (finished tasks; mean
+    per step count with 95% CI over tasks), and the distribution of chosen steps."""
+    done = records[records["status"] == "done"]
+    fig, axes = plt.subplots(1, 3, figsize=(15.5, 3.8))
+    for sched, grp in done.groupby("scheduler", sort=True):
+        rows = [
+            (s, *mean_ci95(g["response"].tolist()), *mean_ci95(g["quality"].tolist())) for s, g in grp.groupby("steps")
+        ]
+        st = pd.DataFrame(rows, columns=["steps", "resp", "resp_ci", "qual", "qual_ci"]).fillna(
+            {"resp_ci": 0, "qual_ci": 0}
+        )
+        style = {**_style(sched), "markersize": 3}
+        (line,) = axes[0].plot(st["steps"], st["resp"], label=label(sched), **style)
+        axes[0].fill_between(
+            st["steps"], st["resp"] - st["resp_ci"], st["resp"] + st["resp_ci"], color=line.get_color(), alpha=0.12
+        )
+        axes[1].plot(st["steps"], st["qual"], label=label(sched), color=line.get_color(), **style)
+        counts = grp["steps"].value_counts(normalize=True).sort_index()
+        axes[2].plot(counts.index, counts.to_numpy(), color=line.get_color(), label=label(sched), **style)
+    axes[0].set(xlabel="denoising steps S", ylabel="response time (s)")
+    axes[1].set(xlabel="denoising steps S", ylabel="quality q(S)")
+    axes[2].set(xlabel="denoising steps S", ylabel="share of tasks")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """F5: evaluation return vs environment steps; mean over training seeds with a 95% CI band.
+
+    :param curves: columns ``scheduler``, ``seed``, ``step``, ``eval_return``.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for sched, grp in curves.groupby("scheduler", sort=True):
+        rows = [(step, *mean_ci95(g["eval_return"].tolist()), g["seed"].nunique()) for step, g in grp.groupby("step")]
+        st = pd.DataFrame(rows, columns=["step", "mean", "ci", "n"]).fillna({"ci": 0})
+        n_seeds = grp["seed"].nunique()
+        (line,) = ax.plot(st["step"], st["mean"], label=f"{label(sched)} ({n_seeds} seeds)", **_style(sched))
+        ax.fill_between(st["step"], st["mean"] - st["ci"], st["mean"] + st["ci"], color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="environment steps", ylabel="evaluation return (paper reward)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

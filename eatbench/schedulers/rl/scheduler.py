@@ -1,0 +1,124 @@
+"""Learned schedulers: a trained actor decides through the env's own encoding.
+
+``decide`` = ``ObservationEncoder.encode`` -> deterministic actor forward (``FusedPolicy``,
+traced and frozen; fixed diffusion noise) -> ``ActionDecoder.decode``; the runner evaluates these exactly as
+it evaluates the heuristics. torch is imported only when a checkpoint is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eatbench.schedulers.base import SCHEDULERS, Scheduler
+from eatbench.schedulers.rl.checkpoint import CheckpointError, PolicyMeta, load_policy, shipped_path
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from eatbench.config import ExperimentConfig
+    from eatbench.engine import Decision, Engine
+
+
+class LearnedScheduler(Scheduler):
+    """A trained SAC actor (EAT, DSAC, SAC or an ablation, see ``presets.ARCHS``).
+
+    ``checkpoint: auto`` (the scheduler configs' default) loads the top-level
+    ``checkpoint=...`` if given, else the shipped checkpoint for the cluster's name.
+
+    :param steps: unused (the policy chooses the steps); kept for the common interface.
+    """
+
+    arch: str = "eat"
+
+    def __init__(self, steps: int = 20) -> None:
+        super().__init__(steps)
+        self.meta: PolicyMeta | None = None
+        self.policy: Any = None
+        self.encoder: Any = None
+        self.decoder: Any = None
+        self._cfg: ExperimentConfig | None = None
+        self.path: str | None = None
+
+    # -- loading ----------------------------------------------------------------------
+    def load_checkpoint(self, path: str, cfg: ExperimentConfig) -> None:
+        """Load ``path`` (or resolve ``auto``) and check it fits ``cfg``."""
+        if path == "auto":
+            if cfg.checkpoint and cfg.checkpoint != "auto":
+                path = cfg.checkpoint
+            else:
+                shipped = shipped_path(self.arch, cfg.cluster.name)
+                if not shipped.is_file():
+                    have = sorted(p.stem for p in shipped.parent.glob(f"{self.arch}-*.pt"))
+                    raise CheckpointError(
+                        f"no shipped {self.arch} checkpoint for cluster {cfg.cluster.name!r} "
+                        f"(shipped: {', '.join(have) or 'none'}); train one with "
+                        f"`eatbench train scheduler={self.arch} cluster={cfg.cluster.name}` "
+                        "and pass checkpoint=<run dir>/policy.pt"
+                    )
+                path = str(shipped)
+        meta, state = load_policy(path)
+        self.load_state(meta, state, cfg, source=path)
+
+    def load_state(self, meta: PolicyMeta, state: dict, cfg: ExperimentConfig, source: str = "<memory>") -> None:
+        from eatbench.env import FEATURES, EdgeAIGCEnv
+
+        if meta.arch != self.arch:
+            raise CheckpointError(f"checkpoint {source!r} holds a {meta.arch!r} policy, not {self.arch!r}")
+        env = EdgeAIGCEnv(cfg, layout=meta.layout, time_scale=meta.time_scale)
+        n = env.encoder.n_servers
+        problems = []
+        if n != meta.n_servers:
+            problems.append(f"it was trained for {meta.n_servers} servers, cluster {cfg.cluster.name!r} has {n}")
+        if env.encoder.window != meta.window:
+            problems.append(f"window {meta.window} != engine.window {env.encoder.window}")
+        if env.observation_space.shape[0] != meta.obs_size or env.action_space.shape[0] != meta.action_size:
+            problems.append(
+                f"observation/action sizes {meta.obs_size}/{meta.action_size} != "
+                f"{env.observation_space.shape[0]}/{env.action_space.shape[0]} (layout {meta.layout})"
+            )
+        if problems:
+            raise CheckpointError(f"checkpoint {source!r} does not fit this experiment: " + "; ".join(problems))
+        from eatbench.schedulers.rl.networks import ArchSpec, FusedPolicy, PolicyNet, compile_for_cpu
+
+        net = PolicyNet(meta.obs_size, meta.action_size, FEATURES, ArchSpec(**meta.spec))
+        state = {k: v for k, v in state.items() if not k.startswith("log_std")}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint {source!r}: weights do not match its architecture ({err})") from err
+        self.meta, self.encoder, self.decoder, self._cfg = meta, env.encoder, env.decoder, cfg
+        self.policy = compile_for_cpu(FusedPolicy(net), meta.obs_size)
+        self.path = source
+
+    # -- deciding ---------------------------------------------------------------------
+    def reset(self, seed: int, k_options: list[int]) -> None:
+        super().reset(seed, k_options)
+        if self.meta is None:
+            raise CheckpointError(f"scheduler {self.arch!r} has no policy: set checkpoint=auto or a path")
+        if self.meta.layout == "extended" and list(k_options) != list(self.meta.k_options):
+            raise CheckpointError(
+                f"checkpoint {self.path!r} chooses k among {self.meta.k_options}, this run allows {list(k_options)}"
+            )
+        self.decoder.k_options = list(k_options)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action for one observation (numpy in, numpy out)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.policy(torch.from_numpy(obs).unsqueeze(0))[0].numpy()
+
+    def decide(self, engine: Engine) -> Decision | None:
+        return self.decoder.decode(engine, self.act(self.encoder.encode(engine)))
+
+
+def _register(name: str, doc: str) -> type[LearnedScheduler]:
+    cls = type(f"{name.title().replace('_', '')}Scheduler", (LearnedScheduler,), {"arch": name, "__doc__": doc})
+    return SCHEDULERS.register(name)(cls)
+
+
+EatScheduler = _register("eat", "EAT: attention + diffusion actor, trained with SAC.")
+DsacScheduler = _register("dsac", "DSAC: diffusion actor without attention, trained with SAC.")
+SacScheduler = _register("sac", "Plain SAC: MLP actor.")
+EatNodiffScheduler = _register("eat_nodiff", "EAT ablation: attention + MLP actor, no diffusion.")
+EatWideScheduler = _register("eat_wide", "EAT ablation: 4-head width-32 attention + diffusion.")

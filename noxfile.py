@@ -1,0 +1,88 @@
+"""nox sessions of eatbench. All run in the current environment (``venv_backend="none"``)
+with ``sys.executable``, so ``nox`` uses the interpreter that has eatbench installed.
+
+    nox -s tests                 unit and integration tests
+    nox -s benchmarks            pytest benchmarks (sim backend; args after -- go to pytest)
+    nox -s reproduce             train what has no checkpoint, sweep every figure, write the report
+    nox -s reproduce -- --quick  reduced grid (2 seeds, 3 values per key), no training, a few minutes
+    nox -s reproduce -- --retrain   retrain the learned schedulers even if checkpoints exist
+    nox -s report                rebuild reports/REPORT.md from reports/results
+    nox -s lint                  ruff check + ruff format --check
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+PY = sys.executable
+LEARNED = ("eat", "dsac", "sac")
+REPORT_DIR = os.environ.get("EATBENCH_REPORT_DIR", "reports")
+# `python -m eatbench.cli` would run cli.py as __main__, apart from the commands registered
+# on `eatbench.cli`; call its main() instead.
+EATBENCH = (PY, "-c", "import sys; from eatbench.cli import main; sys.exit(main())")
+ENV = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true", "PYTHONHASHSEED": "0"}
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    session.run(PY, "-m", "pytest", "-q", "tests", *session.posargs, env=ENV)
+
+
+@nox.session(venv_backend="none")
+def benchmarks(session: nox.Session) -> None:
+    session.run(PY, "-m", "pytest", "benchmarks", f"--eat-report={REPORT_DIR}", *session.posargs, env=ENV)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    files = session.posargs or ["."]
+    session.run(PY, "-m", "ruff", "check", *files)
+    session.run(PY, "-m", "ruff", "format", "--check", *files)
+
+
+def _missing_checkpoint(name: str) -> bool:
+    """True if the learned scheduler ``name`` has no usable checkpoint for the paper cluster."""
+    from eatbench.compose import compose_experiment
+    from eatbench.config import ConfigError
+    from eatbench.runner import make_scheduler
+
+    try:
+        make_scheduler(compose_experiment([f"scheduler={name}"]))
+    except ConfigError:
+        return True
+    return False
+
+
+@nox.session(venv_backend="none")
+def reproduce(session: nox.Session) -> None:
+    """Train (missing or ``--retrain``), sweep all figure experiments, write the report + W&B."""
+    quick = "--quick" in session.posargs
+    retrain = "--retrain" in session.posargs
+    from eatbench.compose import conf_dir
+    from eatbench.schedulers.rl.checkpoint import shipped_path
+
+    for name in LEARNED:
+        if not (conf_dir() / "scheduler" / f"{name}.yaml").is_file():
+            session.log(f"{name}: no conf/scheduler/{name}.yaml; skipped")
+            continue
+        if not (retrain or _missing_checkpoint(name)):
+            continue
+        if quick:  # a quick run never writes a half-trained checkpoint into the package
+            session.log(f"{name}: no checkpoint; --quick does not train (the sweep skips {name})")
+            continue
+        session.run(
+            *EATBENCH, "train", f"scheduler={name}", "cluster=paper4",
+            f"train.export={shipped_path(name, 'paper4')}", env=ENV,
+        )  # fmt: skip
+    sweep = [PY, "-m", "eatbench.sweep", "--all", "--root", f"{REPORT_DIR}/results"]
+    session.run(*sweep, *(["--quick"] if quick else ["--seeds", "5"]), env=ENV)
+    session.run(*EATBENCH, "report", f"output.root={REPORT_DIR}/results", "output.wandb=offline", env=ENV)
+
+
+@nox.session(venv_backend="none")
+def report(session: nox.Session) -> None:
+    session.run(*EATBENCH, "report", f"output.root={REPORT_DIR}/results", *session.posargs, env=ENV)

@@ -1,0 +1,153 @@
+"""The pytest plugin: options, help text, fixtures, markers, errors (driven through pytester)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import eatbench.report.markdown  # noqa: F401  (pandas/matplotlib imported once, outside the in-process runs)
+import eatbench.report.plots  # noqa: F401
+from eatbench.compose import conf_dir
+
+pytest_plugins = ("pytester",)
+
+HELP_SNIPPET = """\
+eatbench benchmark suite (EAT reproduction):
+  --backend=NAME        execution backend for every benchmark: sim (virtual
+                        clock) or gpu (real diffusers pipelines; fails if
+                        unavailable, never falls back). Default: 'sim'
+  --eat-experiment=NAME
+                        conf/experiment file of the main job and of eat_*
+                        fixtures. Default: 'paper_rates'
+  --eat-override=KEY=VALUE
+                        Hydra override applied to every config (repeatable),
+                        e.g. workload.n_tasks=64. Default: none
+  --eat-seeds=N         seeds 0..N-1 per point. Default: 5
+  --eat-report=DIR      report directory: result files in DIR/results,
+                        DIR/REPORT.md, DIR/figures. Default: 'reports'
+  --eat-wandb=MODE      W&B logging of the sweeps: offline, online or disabled.
+                        Default: 'offline'
+  --eat-quick           reduced grid (2 seeds, at most 3 values per swept key)
+                        for a run of a few minutes. Default: False
+""".splitlines()
+
+
+def test_help_lists_the_eatbench_options_with_defaults(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(HELP_SNIPPET)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend=cpu"], "*unknown backend 'cpu'; allowed: sim, gpu*"),
+        (["--eat-experiment=nope"], "*unknown experiment 'nope'; allowed: *paper_rates*"),
+        (["--eat-override=workload.rate"], "*malformed override 'workload.rate': expected KEY=VALUE*"),
+        (["--eat-override=workload.rate=[0.1"], "*malformed override 'workload.rate=[0.1'*"),
+        (["--eat-seeds=0"], "*seeds must be an integer >= 1, got 0*"),
+        (["--eat-wandb=cloud"], "*unknown W&B mode 'cloud'*"),
+    ],
+)
+def test_bad_option_values_fail_at_parse_time(pytester, args, message):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret != 0
+    result.stderr.fnmatch_lines([message])
+
+
+def test_gpu_backend_unavailable_is_a_clear_error_not_a_fallback(pytester, tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    shutil.copytree(conf_dir(), conf)
+    (conf / "backend" / "gpu.yaml").unlink(missing_ok=True)
+    pytester.makepyfile("def test_x(): pass")
+    monkeypatch.setenv("EATBENCH_CONF", str(conf))
+    result = pytester.runpytest_subprocess("--backend=gpu")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--backend=gpu: the real-GPU backend is not available*gpu.yaml*no silent fallback*"])
+
+
+def test_fixtures_compose_marker_and_session_overrides(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.eatbench(seed=3, workload={"rate": 0.05}, overrides=["scheduler=earliest_finish"])
+        def test_cfg(eat_config, eat_cluster, eat_workload, eat_backend, eat_scheduler):
+            assert eat_config.seed == 3 and eat_config.workload.rate == 0.05
+            assert eat_config.workload.n_tasks == 64  # from --eat-override
+            assert eat_config.scheduler.name == "earliest_finish"
+            assert len(eat_cluster) == 4 and 32 < len(eat_workload) <= 64
+            assert type(eat_scheduler).__name__ == "EarliestFinishScheduler"
+            assert eat_backend.describe()["backend"] == "sim"
+
+        @pytest.mark.eatbench(bogus=1)
+        def test_bad_marker(eat_config):
+            pass
+        """
+    )
+    result = pytester.runpytest("--eat-override=workload.n_tasks=64", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*unknown argument(s) bogus; allowed: overrides, experiment, seed*"])
+
+
+def test_run_experiment_fixture_returns_records_and_summary_and_reports_them(pytester):
+    pytester.makepyfile(
+        """
+        def test_run(run_experiment):
+            result = run_experiment()
+            assert len(result.records) == 32 and result.summary["tasks_done"] == 32
+            other = run_experiment("scheduler=fifo", "workload.rate=0.01")
+            assert other.config.scheduler.name == "fifo" and other.summary["tasks"] == len(other.records) < 32
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--eat-wandb=disabled")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*eatbench results*", "*single runs (run_experiment fixture):*", "*test_run*fifo*"])
+
+
+def test_gpu_marker_is_skipped_on_sim_and_markers_are_registered(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gpu
+        @pytest.mark.eat_figure("F1")
+        @pytest.mark.slow
+        def test_on_gpu():
+            pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs --backend=gpu (running on 'sim')*"])
+    assert "eatbench: backend=sim experiment=paper_rates seeds=5" in result.stdout.str()
+
+
+def test_sweep_fixture_writes_results_report_and_summary_tables(pytester, tmp_path):
+    report = tmp_path / "rep"
+    # a sweep override fixes the key; "scheduler=a,b" is a Hydra sweep, so pass one value per key
+    pytester.makepyfile(
+        test_sweep="""
+        def test_sweep(eat_sweep):
+            res = eat_sweep("paper_rates", "workload.rate=0.05", "scheduler=greedy")
+            assert [r.config.seed for r in res.results] == [0, 1]
+            assert eat_sweep("paper_rates", "workload.rate=0.05", "scheduler=greedy") is res  # once per session
+        """
+    )
+    result = pytester.runpytest("--eat-seeds=2", f"--eat-report={report}", "--eat-wandb=disabled", "test_sweep.py")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*eatbench results*",
+            "*paper_rates@*runs (0 reused)*",
+            "*mean response time (s)*",
+            "*Greedy*±*",
+            "*SLO attainment*",
+            f"report: {report}/REPORT.md",
+        ]
+    )
+    assert (report / "REPORT.md").is_file() and list(
+        (report / "results").glob("paper_rates@*/greedy/*/seed=1/summary.json")
+    )

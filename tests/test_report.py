@@ -1,0 +1,93 @@
+"""Reports from a small set of result files: tables, figures, T1, F5, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from eatbench.report.aggregate import aggregate, fmt_ci, load_runs, load_training_curves, reduction_table
+from eatbench.report.markdown import write_report
+from eatbench.sweep import run_sweep
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """paper_rates at two rates for fifo and greedy, 3 seeds (12 runs)."""
+    root = tmp_path_factory.mktemp("rep") / "results"
+    for sched in ("fifo", "greedy"):
+        for rate in ("0.03", "0.09"):
+            run_sweep(
+                "paper_rates", [f"scheduler={sched}", f"workload.rate={rate}"], root=root, seeds=3, progress=False
+            )
+    return root
+
+
+def test_load_runs_and_aggregate_match_the_files(results):
+    runs = load_runs(results)
+    assert len(runs) == 12 and set(runs["scheduler"]) == {"fifo", "greedy"} and set(runs["seed"]) == {0, 1, 2}
+    one = runs.iloc[0]
+    payload = json.loads((Path(one["path"]) / "summary.json").read_text())
+    assert one["response_mean"] == payload["summary"]["response_mean"]
+    agg = aggregate(runs[runs["experiment"] == one["experiment"]])
+    row = agg[(agg["scheduler"] == one["scheduler"]) & (agg["point"] == one["point"])].iloc[0]
+    vals = runs[(runs["scheduler"] == one["scheduler"]) & (runs["point"] == one["point"])]["response_mean"]
+    assert row["response_mean"] == pytest.approx(vals.mean()) and row["seeds"] == 3
+    assert row["response_mean_ci95"] == pytest.approx(4.303 * vals.std(ddof=1) / math.sqrt(3))
+    assert row["tasks_done_sum"] == runs.loc[vals.index, "tasks_done"].sum()
+
+
+def test_reduction_table_is_paired_by_seed(results):
+    runs = load_runs(results)
+    runs = runs.assign(experiment="x")
+    red = reduction_table(runs, "greedy")
+    assert list(red["baseline"]) == ["fifo", "fifo"] and list(red["seeds"]) == [3, 3]
+    g = runs[(runs.scheduler == "greedy") & (runs.rate == 0.09)].set_index("seed")["response_mean"]
+    f = runs[(runs.scheduler == "fifo") & (runs.rate == 0.09)].set_index("seed")["response_mean"]
+    assert red.iloc[1]["reduction_pct"] == pytest.approx((100 * (1 - g / f)).mean())
+
+
+def test_report_has_tables_figures_configs_and_differences(results, tmp_path):
+    path = write_report(tmp_path, results, curves_dir=tmp_path / "no-curves")
+    text = path.read_text()
+    name = load_runs(results)["experiment"].iloc[0]
+    assert f"## The paper's arrival-rate sweep (paper4) — `{name}`" in text
+    for fig in ("f1", "f2", "f3", "f7"):
+        png = tmp_path / "figures" / f"{fig}_paper_rates.png"
+        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and f"(figures/{png.name})" in text
+    assert "| scheduler | rate | response_mean |" in text and "| Greedy | 0.09 |" in text and "| FIFO | 0.03 |" in text
+    assert "tasks/seed (min)" in text and "Resolved config of one run" in text and '"w_t": 250.0' in text
+    assert "**EAT results are not available**" in text  # T1 without EAT
+    assert "No training curves found" in text  # F5 skipped with a message
+    assert "Where our setting differs from the paper" in text and "Greedy's action slots are swapped" in text
+    assert "Package versions: python" in text and (tmp_path / "data" / "runs.csv").is_file()
+
+
+def test_fmt_ci():
+    assert fmt_ci(12.345, 0.5) == "12.3 ± 0.5" and fmt_ci(0.5, math.nan, "{:.1%}") == "50.0%"
+    assert fmt_ci(0.5, 0.1, "{:.1%}") == "50.0% ± 10.0%" and fmt_ci(math.nan, 1.0) == "n/a"
+
+
+def test_training_curves_from_csv_and_sidecar_json(tmp_path):
+    run = tmp_path / "eat-paper4-paper-tuned-seed1"
+    run.mkdir()
+    (run / "curve.csv").write_text("step,wall_s,eval_return,eval_response_mean,episodes\n0,0,1.5,9,0\n100,1,2.5,8,3\n")
+    (tmp_path / "sac-paper4.json").write_text(
+        json.dumps({"scheduler": "sac", "seed": 2, "curve": [{"step": 0, "eval_return": 0.5}]})
+    )
+    (tmp_path / "other.json").write_text(json.dumps({"no": "curve"}))
+    curves = load_training_curves(tmp_path)
+    assert sorted(set(zip(curves.scheduler, curves.seed, strict=True))) == [("eat", 1), ("sac", 2)] and len(curves) == 3
+    path = write_report(tmp_path / "r", tmp_path / "none", curves_dir=tmp_path)
+    assert (tmp_path / "r" / "figures" / "f5_training.png").is_file() and "EAT: 1, SAC: 1" in path.read_text()
+
+
+def test_report_command_rebuilds_from_files(results, tmp_path, monkeypatch, capsys):
+    from eatbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["report", f"output.root={results}", f"hydra.run.dir={tmp_path}/h"])
+    assert f"report -> {results.parent}/REPORT.md" in capsys.readouterr().out
+    assert (results.parent / "figures" / "f1_paper_rates.png").is_file()
