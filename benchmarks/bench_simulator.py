@@ -22,10 +22,18 @@ TARGET_UTILISATION = 0.8
 
 
 def _config(n: int, rate: float, n_tasks: int):
-    return compose_experiment([
-        "scheduler=earliest_finish", "workload=poisson", f"workload.n_tasks={n_tasks}", f"workload.rate={rate}",
-        "cluster=uniform", f"cluster.size={n}", "workload.k_choices=[1,2,4]", "output.write=false",
-    ])
+    return compose_experiment(
+        [
+            "scheduler=earliest_finish",
+            "workload=poisson",
+            f"workload.n_tasks={n_tasks}",
+            f"workload.rate={rate}",
+            "cluster=uniform",
+            f"cluster.size={n}",
+            "workload.k_choices=[1,2,4]",
+            "output.write=false",
+        ]
+    )
 
 
 def _run(cfg):
@@ -62,15 +70,17 @@ def test_simulator_throughput(benchmark, n_servers):
     summary = engine.summary()
     walls = sorted(w for _, w in results[1:])
     median_wall = walls[len(walls) // 2]
-    benchmark.extra_info.update({
-        "servers": n_servers,
-        "rate_tasks_per_s": round(rate, 4),
-        "utilisation_mean": round(summary["utilisation_mean"], 3),
-        "cold_start_rate": round(summary["cold_start_rate"], 3),
-        "tasks": N_TASKS,
-        "tasks_per_wall_s_median": round(N_TASKS / median_wall),
-        "decision_time_mean_us": round(summary["decision_time_mean_s"] * 1e6, 2),
-        "decisions": summary["decisions"],
-        "threads": 1,
-    })
+    benchmark.extra_info.update(
+        {
+            "servers": n_servers,
+            "rate_tasks_per_s": round(rate, 4),
+            "utilisation_mean": round(summary["utilisation_mean"], 3),
+            "cold_start_rate": round(summary["cold_start_rate"], 3),
+            "tasks": N_TASKS,
+            "tasks_per_wall_s_median": round(N_TASKS / median_wall),
+            "decision_time_mean_us": round(summary["decision_time_mean_s"] * 1e6, 2),
+            "decisions": summary["decisions"],
+            "threads": 1,
+        }
+    )
     assert summary["tasks_done"] == N_TASKS

@@ -259,7 +259,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         if kind.relative_to is not None and kind.relative_to not in c.gpu_kinds:
             _fail(f"cluster.gpu_kinds.{name}.relative_to", kind.relative_to, ", ".join(c.gpu_kinds))
     if c.servers and c.size:
-        _fail("cluster.size", c.size, "0 when cluster.servers is listed (give servers, or size with mix and servers: [])")
+        _fail(
+            "cluster.size", c.size, "0 when cluster.servers is listed (give servers, or size with mix and servers: [])"
+        )
     if c.servers:
         for i, kind in enumerate(c.servers):
             if kind not in c.gpu_kinds:

@@ -45,7 +45,9 @@ class CheckingBackend(SimBackend):
 
 def _config(scheduler: str, seed: int, **workload) -> ExperimentConfig:
     w = dataclasses.replace(WorkloadConfig(), **workload)
-    return ExperimentConfig(seed=seed, workload=w, scheduler=dataclasses.replace(ExperimentConfig().scheduler, name=scheduler))
+    return ExperimentConfig(
+        seed=seed, workload=w, scheduler=dataclasses.replace(ExperimentConfig().scheduler, name=scheduler)
+    )
 
 
 def _run_checked(cfg: ExperimentConfig):

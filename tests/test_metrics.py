@@ -25,9 +25,22 @@ def test_mean_ci95_uses_student_t():
 
 
 def _rec(i, status="done", response=10.0, wait=2.0, slo=12.0, cold=False, quality=0.2):
-    return TaskRecord(task_id=i, arrival=0.0, status=status, start=wait, finish=response, wait=wait,
-                      execution=response - wait, response=response, steps=20, k=2, quality=quality,
-                      slo=slo, slo_met=response <= slo, cold_start=cold)
+    return TaskRecord(
+        task_id=i,
+        arrival=0.0,
+        status=status,
+        start=wait,
+        finish=response,
+        wait=wait,
+        execution=response - wait,
+        response=response,
+        steps=20,
+        k=2,
+        quality=quality,
+        slo=slo,
+        slo_met=response <= slo,
+        cold_start=cold,
+    )
 
 
 def test_summary_counts_slo_goodput_and_unfinished():

@@ -51,8 +51,16 @@ def test_points_with_different_settings_get_different_directories():
 
 def test_cli_run_accepts_overrides(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    main(["run", "scheduler=earliest_finish", "cluster=hetero8", "workload.rate=0.05", "seed=3",
-          f"output.root={tmp_path}/res"])
+    main(
+        [
+            "run",
+            "scheduler=earliest_finish",
+            "cluster=hetero8",
+            "workload.rate=0.05",
+            "seed=3",
+            f"output.root={tmp_path}/res",
+        ]
+    )
     out = capsys.readouterr().out
     assert "scheduler=earliest_finish seed=3" in out and "response_mean" in out
     summaries = list((tmp_path / "res").rglob("summary.json"))
@@ -62,8 +70,9 @@ def test_cli_run_accepts_overrides(tmp_path, capsys, monkeypatch):
 
 def test_cli_reports_bad_input_and_unknown_commands(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "eatbench.cli", *args], capture_output=True, text=True,
-                              cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "eatbench.cli", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
 
     bad = run("run", "workload.rate=-1", f"output.root={tmp_path}")
     assert bad.returncode != 0 and "workload.rate=-1.0 is invalid" in bad.stderr
@@ -74,9 +83,20 @@ def test_cli_reports_bad_input_and_unknown_commands(tmp_path):
 
 def test_multirun_sweeps_seeds_and_schedulers(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "eatbench.cli", "run", "-m", "seed=0,1", "scheduler=fifo,greedy",
-         f"output.root={tmp_path}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "eatbench.cli",
+            "run",
+            "-m",
+            "seed=0,1",
+            "scheduler=fifo,greedy",
+            f"output.root={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(tmp_path.rglob("summary.json"))) == 4

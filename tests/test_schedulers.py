@@ -9,10 +9,10 @@ import pytest
 
 from eatbench.compose import compose_experiment
 from eatbench.engine import Decision
+from eatbench.metrics import mean_ci95
 from eatbench.runner import run_experiment
 from eatbench.schedulers import SCHEDULERS, Scheduler
 from eatbench.schedulers.heuristics import GreedyScheduler
-from eatbench.metrics import mean_ci95
 
 HEURISTICS = ["fifo", "random", "round_robin", "least_loaded", "greedy", "earliest_finish"]
 
@@ -30,8 +30,9 @@ def test_every_heuristic_is_registered_with_a_config_file():
 def _mean(name, metric, rate=0.07, seeds=range(5), **over):
     values = []
     for seed in seeds:
-        cfg = compose_experiment([f"scheduler={name}", f"workload.rate={rate}", f"seed={seed}",
-                                  *[f"{k}={v}" for k, v in over.items()]])
+        cfg = compose_experiment(
+            [f"scheduler={name}", f"workload.rate={rate}", f"seed={seed}", *[f"{k}={v}" for k, v in over.items()]]
+        )
         values.append(run_experiment(cfg, write=False).summary[metric])
     return mean_ci95(values)[0]
 
@@ -48,7 +49,8 @@ def test_greedy_runs_the_reward_maximising_launch():
     vis = engine.visible()
     best = max(
         engine.reward(t, engine.estimate(t, engine.default_servers(t.k, t.model), s), s, vis)
-        for t in vis for s in range(1, 33)
+        for t in vis
+        for s in range(1, 33)
     )
     task = next(t for t in vis if t.id == d.task_id)
     assert engine.reward(task, engine.estimate(task, d.servers, d.steps), d.steps, vis) == pytest.approx(best)

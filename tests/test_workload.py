@@ -43,8 +43,16 @@ def test_gamma_burstiness_sets_the_coefficient_of_variation():
 
 
 def test_cosine_rate_is_high_at_the_start_of_a_period_and_low_in_the_middle():
-    tasks = _tasks(arrival="cosine", rate_low=0.1, rate_high=2.0, periods=1, period_length=2000.0, n_tasks=None,
-                   horizon=2000.0, initial_queue=0)
+    tasks = _tasks(
+        arrival="cosine",
+        rate_low=0.1,
+        rate_high=2.0,
+        periods=1,
+        period_length=2000.0,
+        n_tasks=None,
+        horizon=2000.0,
+        initial_queue=0,
+    )
     times = np.array([t.arrival for t in tasks])
     early = ((times < 200) | (times > 1800)).sum() / 400
     middle = ((times > 800) & (times < 1200)).sum() / 400
@@ -52,7 +60,9 @@ def test_cosine_rate_is_high_at_the_start_of_a_period_and_low_in_the_middle():
 
 
 def test_horizon_and_count_both_end_the_episode():
-    assert len(_tasks(arrival="poisson", rate=1.0, n_tasks=None, horizon=100.0, initial_queue=0)) == pytest.approx(100, abs=35)
+    assert len(_tasks(arrival="poisson", rate=1.0, n_tasks=None, horizon=100.0, initial_queue=0)) == pytest.approx(
+        100, abs=35
+    )
     assert all(t.arrival < 100.0 for t in _tasks(arrival="poisson", rate=1.0, n_tasks=None, horizon=100.0))
     assert len(_tasks(arrival="poisson", rate=1.0, n_tasks=7, horizon=None)) == 7
 
@@ -78,8 +88,7 @@ def test_changing_the_arrival_process_keeps_the_other_draws():
 def test_trace_replay(tmp_path):
     path = tmp_path / "trace.csv"
     path.write_text("arrival,prompt,resolution,k\n0.5,a cat,512,2\n1.5,,1024,\n3.0,a dog,,1\n")
-    tasks = _tasks(arrival="trace", trace_path=str(path), n_tasks=None, horizon=None, resolutions=[768],
-                   k_choices=[4])
+    tasks = _tasks(arrival="trace", trace_path=str(path), n_tasks=None, horizon=None, resolutions=[768], k_choices=[4])
     assert [(t.arrival, t.resolution, t.k) for t in tasks] == [(0.5, 512, 2), (1.5, 1024, 4), (3.0, 768, 1)]
     assert tasks[0].prompt == "a cat" and tasks[1].prompt
     bad = tmp_path / "bad.csv"
