@@ -19,7 +19,7 @@ from pathlib import Path
 
 from eatbench.backends import BACKENDS, BackendContext
 from eatbench.cluster import Cluster
-from eatbench.config import ConfigError, ExperimentConfig, config_to_dict, validate
+from eatbench.config import ConfigError, ExperimentConfig, config_to_dict, resolve_path, validate
 from eatbench.engine import Engine
 from eatbench.metrics import RECORD_FIELDS, TaskRecord
 from eatbench.profiles import QUALITY_CURVES, LatencyProfile, load_profile
@@ -91,6 +91,14 @@ def point_name(cfg: ExperimentConfig) -> str:
     d = config_to_dict(cfg)
     for key in ("seed", "scheduler", "output", "checkpoint", "experiment"):
         d.pop(key, None)
+    # files named by the config count by their contents (a re-measured profile is a new point)
+    for name, path in (
+        ("profile", cfg.profile.path),
+        ("quality", cfg.quality.path),
+        ("trace", cfg.workload.trace_path),
+    ):
+        if path and Path(resolve_path(path)).is_file():
+            d[f"{name}_sha1"] = hashlib.sha1(Path(resolve_path(path)).read_bytes()).hexdigest()
     digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
     w = cfg.workload
     return f"{cfg.cluster.name}-{w.name}-{w.arrival}-rate{w.rate:g}-{digest}"

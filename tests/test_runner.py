@@ -100,3 +100,14 @@ def test_multirun_sweeps_seeds_and_schedulers(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(tmp_path.rglob("summary.json"))) == 4
+
+
+def test_a_remeasured_profile_file_is_a_new_point(tmp_path):
+    from eatbench.profiles import paper_profile
+
+    path = tmp_path / "p.csv"
+    paper_profile().to_csv(path)
+    cfg = compose_experiment(["profile=csv", f"profile.path={path}"])
+    before = run_dir(cfg)
+    path.write_text(path.read_text().replace("0.315", "0.3"))
+    assert run_dir(cfg) != before
