@@ -104,9 +104,22 @@ def point_name(cfg: ExperimentConfig) -> str:
     return f"{cfg.cluster.name}-{w.name}-{w.arrival}-rate{w.rate:g}-{digest}"
 
 
+def scheduler_digest(cfg: ExperimentConfig) -> str:
+    """Short hash of the scheduler's parameters and checkpoint contents: runs of the same
+    point with other parameters, or with a retrained policy, get their own folder."""
+    spec: dict = {"params": cfg.scheduler.params}
+    if cfg.scheduler.name in SCHEDULERS:
+        path = SCHEDULERS.get_class(cfg.scheduler.name).checkpoint_file(cfg)
+        if path and Path(path).is_file():
+            spec["checkpoint_sha1"] = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+
 def run_dir(cfg: ExperimentConfig, root: str | Path | None = None) -> Path:
+    """``<root>/<experiment>/<scheduler>/<point>-<scheduler digest>/seed=<seed>``."""
     root = Path(root if root is not None else cfg.output.root)
-    return root / cfg.experiment / cfg.scheduler.name / point_name(cfg) / f"seed={cfg.seed}"
+    folder = f"{point_name(cfg)}-{scheduler_digest(cfg)}"
+    return root / cfg.experiment / cfg.scheduler.name / folder / f"seed={cfg.seed}"
 
 
 def run_experiment(

@@ -111,3 +111,15 @@ def test_a_remeasured_profile_file_is_a_new_point(tmp_path):
     before = run_dir(cfg)
     path.write_text(path.read_text().replace("0.315", "0.3"))
     assert run_dir(cfg) != before
+
+
+def test_scheduler_parameters_and_checkpoints_key_the_run_folder(tmp_path):
+    a = compose_experiment(["scheduler=fifo", "scheduler.params.steps=10"])
+    b = compose_experiment(["scheduler=fifo", "scheduler.params.steps=20"])
+    assert run_dir(a) != run_dir(b) and run_dir(a).parent.parent == run_dir(b).parent.parent
+    ckpt = tmp_path / "policy.pt"
+    ckpt.write_bytes(b"one")
+    c = compose_experiment(["scheduler=eat", f"scheduler.checkpoint={ckpt}"])
+    before = run_dir(c)
+    ckpt.write_bytes(b"two")
+    assert run_dir(c) != before

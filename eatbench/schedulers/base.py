@@ -11,6 +11,7 @@ import numpy as np
 from eatbench.registry import Registry
 
 if TYPE_CHECKING:
+    from eatbench.config import ExperimentConfig
     from eatbench.engine import Decision, Engine
     from eatbench.tasks import Task
 
@@ -45,6 +46,12 @@ class Scheduler(ABC):
     def ks_for(self, task: Task) -> list[int]:
         """The k values ``task`` may run with."""
         return [task.k] if task.k is not None else self.k_options
+
+    @classmethod
+    def checkpoint_file(cls, cfg: ExperimentConfig) -> str | None:
+        """The file this scheduler would load for ``cfg`` (learned schedulers), else ``None``.
+        Result folders are keyed by its contents, so a retrained policy is a new run."""
+        return None
 
     def clamp_steps(self, engine: Engine, steps: int) -> int:
         cfg = engine.config

@@ -40,6 +40,16 @@ class LearnedScheduler(Scheduler):
         self.path: str | None = None
 
     # -- loading ----------------------------------------------------------------------
+    @classmethod
+    def checkpoint_file(cls, cfg: ExperimentConfig) -> str | None:
+        path = cfg.scheduler.checkpoint
+        if path == "auto":
+            path = cfg.checkpoint if cfg.checkpoint and cfg.checkpoint != "auto" else None
+            arch = getattr(cls, "arch", None)
+            if path is None and arch:
+                path = str(shipped_path(arch, cfg.cluster.name))
+        return path
+
     def load_checkpoint(self, path: str, cfg: ExperimentConfig) -> None:
         """Load ``path`` (or resolve ``auto``) and check it fits ``cfg``."""
         if path == "auto":
