@@ -91,13 +91,16 @@ class Residency:
                 out.update(g[0])
         return out
 
-    def claim(self, servers: tuple[int, ...], model: str) -> bool:
-        """Record a launch of ``model`` on ``servers``; return whether it is cold."""
+    def claim(self, servers: tuple[int, ...], model: str) -> set[int]:
+        """Record a launch of ``model`` on ``servers``. Returns the servers whose warm
+        groups it dissolved (empty for a warm launch; a cold launch on servers that held
+        no group dissolves nothing but is still cold: check ``is_warm`` first)."""
         if self.is_warm(servers, model):
-            return False
-        for s in self.touched(servers):
+            return set()
+        touched = self.touched(servers)
+        for s in touched:
             self._group_of[s] = None
         group = (frozenset(servers), model)
         for s in servers:
             self._group_of[s] = group
-        return True
+        return touched

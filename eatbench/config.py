@@ -8,6 +8,7 @@ Validation never touches the filesystem beyond checking that named files exist.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,8 +246,15 @@ def server_kinds(cluster: ClusterConfig) -> list[str]:
 
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Check values and cross-field constraints; raise ``ConfigError`` naming the field."""
+    """Check values and cross-field constraints; raise ``ConfigError`` naming the field.
+
+    Also folds the ``checkpoint`` shorthand into ``scheduler.checkpoint`` (it wins over the
+    scheduler file's ``auto``), so everything downstream reads ``scheduler.checkpoint`` only.
+    """
     from eatbench.backends import BACKENDS
+
+    if cfg.checkpoint and cfg.checkpoint != "auto" and cfg.scheduler.checkpoint != cfg.checkpoint:
+        cfg = dataclasses.replace(cfg, scheduler=dataclasses.replace(cfg.scheduler, checkpoint=cfg.checkpoint))
     from eatbench.profiles import PROFILES, QUALITY_CURVES
     from eatbench.schedulers import SCHEDULERS
 
@@ -359,8 +367,6 @@ def to_experiment_config(cfg: DictConfig | ExperimentConfig | dict) -> Experimen
         raise ConfigError(_explain_omegaconf_error(err)) from err
     obj = OmegaConf.to_object(merged)
     assert isinstance(obj, ExperimentConfig)
-    if obj.checkpoint and not obj.scheduler.checkpoint:
-        obj.scheduler.checkpoint = obj.checkpoint
     return validate(obj)
 
 

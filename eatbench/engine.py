@@ -241,11 +241,11 @@ class Engine:
 
     def _start(self, task: Task, servers: tuple[int, ...], steps: int) -> None:
         model = task.model
-        if not self.residency.is_warm(servers, model):
-            touched = self.residency.touched(servers)
-            if touched:
-                self.backend.dissolve(tuple(sorted(touched)))
-        cold = self.residency.claim(servers, model)
+        cold = not self.residency.is_warm(servers, model)
+        if cold:
+            dissolved = self.residency.claim(servers, model)
+            if dissolved:
+                self.backend.dissolve(tuple(sorted(dissolved)))
         now = self.now
         kinds = [self.kind_of[s] for s in servers]
         duration = self.profile.duration(kinds, model, task.resolution, steps, cold)

@@ -19,6 +19,7 @@ import bisect
 import csv
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -255,13 +256,14 @@ def load_profile(name: str, path: str | None, gpu_kinds: dict | None = None) -> 
 # -- quality ----------------------------------------------------------------------------
 
 
-class QualityCurve:
+class QualityCurve(ABC):
     """Image quality as a function of the number of denoising steps (CLIP-score scale)."""
 
     name = "quality"
 
+    @abstractmethod
     def __call__(self, steps: int) -> float:
-        raise NotImplementedError
+        """Quality of an image made with ``steps`` denoising steps."""
 
     def table(self, max_steps: int) -> list[float]:
         """``q(0..max_steps)`` precomputed (the engine looks values up by index)."""

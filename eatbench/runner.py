@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -174,14 +173,8 @@ def write_run(result: RunResult, out: Path) -> None:
             w.writerow(r.to_dict())
     payload = {**result.meta, "summary": result.summary}
     tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1, default=_json_default, allow_nan=True))
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
     os.replace(tmp, out / "summary.json")
-
-
-def _json_default(o: object) -> object:
-    if isinstance(o, float) and math.isnan(o):
-        return None
-    return str(o)
 
 
 def load_run(out: Path) -> RunResult:

@@ -67,8 +67,6 @@ def scheduler_available(name: str) -> str | None:
 def check_checkpoint(cfg: ExperimentConfig) -> None:
     """Raise ``ConfigError`` when ``cfg`` names a checkpoint file that does not exist."""
     ckpt = cfg.scheduler.checkpoint
-    if ckpt == "auto" and cfg.checkpoint and cfg.checkpoint != "auto":
-        ckpt = cfg.checkpoint
     if ckpt and ckpt != "auto" and not Path(resolve_path(ckpt)).exists():
         raise ConfigError(
             f"scheduler.checkpoint={ckpt!r}: no such file for scheduler {cfg.scheduler.name!r}; "
@@ -202,7 +200,6 @@ def _learned_loads(cfg: ExperimentConfig, cache: dict[tuple, str | None]) -> str
     key = (
         cfg.scheduler.name,
         cfg.scheduler.checkpoint,
-        cfg.checkpoint,
         cfg.cluster.name,
         len(server_kinds(cfg.cluster)),
     )

@@ -109,9 +109,8 @@ def generate_tasks(
 
     rows: list[dict]
     if cfg.arrival == "trace":
-        rows = [r for r in _read_trace(cfg.trace_path or "") if float(r["arrival"]) < limit_t][
-            : int(min(limit_n, 1e12))
-        ]
+        rows = [r for r in _read_trace(cfg.trace_path or "") if float(r["arrival"]) < limit_t]
+        rows = rows[: cfg.n_tasks]  # n_tasks=None keeps every row
     else:
         rows = [{"arrival": 0.0} for _ in range(int(min(cfg.initial_queue, limit_n)))]
         if len(rows) < limit_n:

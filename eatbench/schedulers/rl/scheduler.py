@@ -43,29 +43,22 @@ class LearnedScheduler(Scheduler):
     @classmethod
     def checkpoint_file(cls, cfg: ExperimentConfig) -> str | None:
         path = cfg.scheduler.checkpoint
-        if path == "auto":
-            path = cfg.checkpoint if cfg.checkpoint and cfg.checkpoint != "auto" else None
-            arch = getattr(cls, "arch", None)
-            if path is None and arch:
-                path = str(shipped_path(arch, cfg.cluster.name))
-        return path
+        arch = getattr(cls, "arch", None)
+        return str(shipped_path(arch, cfg.cluster.name)) if path == "auto" and arch else path
 
     def load_checkpoint(self, path: str, cfg: ExperimentConfig) -> None:
         """Load ``path`` (or resolve ``auto``) and check it fits ``cfg``."""
         if path == "auto":
-            if cfg.checkpoint and cfg.checkpoint != "auto":
-                path = cfg.checkpoint
-            else:
-                shipped = shipped_path(self.arch, cfg.cluster.name)
-                if not shipped.is_file():
-                    have = sorted(p.stem for p in shipped.parent.glob(f"{self.arch}-*.pt"))
-                    raise CheckpointError(
-                        f"no shipped {self.arch} checkpoint for cluster {cfg.cluster.name!r} "
-                        f"(shipped: {', '.join(have) or 'none'}); train one with "
-                        f"`eatbench train scheduler={self.arch} cluster={cfg.cluster.name}` "
-                        "and pass checkpoint=<run dir>/policy.pt"
-                    )
-                path = str(shipped)
+            shipped = shipped_path(self.arch, cfg.cluster.name)
+            if not shipped.is_file():
+                have = sorted(p.stem for p in shipped.parent.glob(f"{self.arch}-*.pt"))
+                raise CheckpointError(
+                    f"no shipped {self.arch} checkpoint for cluster {cfg.cluster.name!r} "
+                    f"(shipped: {', '.join(have) or 'none'}); train one with "
+                    f"`eatbench train scheduler={self.arch} cluster={cfg.cluster.name}` "
+                    "and pass checkpoint=<run dir>/policy.pt"
+                )
+            path = str(shipped)
         meta, state = load_policy(path)
         self.load_state(meta, state, cfg, source=path)
 
