@@ -90,3 +90,45 @@ def test_unknown_key_in_a_plain_dict_names_the_allowed_keys():
 def test_unknown_experiment_is_named():
     with pytest.raises(ConfigError, match="unknown experiment 'nope'; allowed: .*paper_rates"):
         compose_experiment(experiment="nope")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["workload.arrival=gamma", "workload.cv=0"], r"workload.cv=0.0 is invalid"),
+        (
+            ["workload.rate=20", "workload.slot=0.1"],
+            r"workload.slot=0.1 is invalid; allowed: slot > 0 with rate\*slot <= 1",
+        ),
+        (["workload=cosine", "workload.rate_low=0.5", "workload.rate_high=0.1"], r"workload.rate_low=0.5"),
+        (["workload=cosine", "workload.period_length=0"], r"workload.period_length"),
+        (["workload.arrival=trace", "workload.trace_path=null"], r"workload.trace_path=None"),
+        (["workload.initial_queue=-1"], r"workload.initial_queue=-1"),
+        (["workload.n_tasks=0"], r"workload.n_tasks=0"),
+        (["workload.horizon=-5"], r"workload.horizon=-5.0"),
+        (["workload.resolutions=[500]"], r"divisible by 8"),
+        (["workload.k_choices=[]"], r"a non-empty list"),
+        (["workload.slo_factor=0"], r"workload.slo_factor=0.0"),
+        (["workload.slo_steps=0"], r"workload.slo_steps=0"),
+        (["engine.slot=0"], r"engine.slot=0.0"),
+        (["engine.window=0"], r"engine.window=0"),
+        (["cluster.size=8"], r"cluster.size=8 is invalid; allowed: 0 when cluster.servers is listed"),
+        (["cluster=uniform", "cluster.size=0"], r"cluster.size=0"),
+        (["cluster=uniform", "+cluster.mix.a100=1.0"], r"cluster.mix.a100='a100'.*allowed: paper_gpu"),
+        (["cluster=uniform", "cluster.mix.paper_gpu=0"], r"a share > 0"),
+        (["cluster.gpu_kinds.paper_gpu.speed=0"], r"cluster.gpu_kinds.paper_gpu.speed=0.0"),
+        (["cluster.gpu_kinds.paper_gpu.relative_to=v100"], r"relative_to='v100'"),
+        (["seed=-1"], r"seed=-1"),
+        (["backend.name=tpu"], r"backend.name='tpu'.*allowed: gpu, sim"),
+        (["quality.name=fancy"], r"quality.name='fancy'.*allowed: monotone, paper, table"),
+    ],
+)
+def test_every_validated_field_names_itself_and_the_allowed_values(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_experiment(overrides)
+
+
+def test_checkpoint_shorthand_becomes_the_schedulers_checkpoint():
+    cfg = compose_experiment(["scheduler=eat", "checkpoint=/tmp/policy.pt"])
+    assert cfg.scheduler.checkpoint == "/tmp/policy.pt"
+    assert compose_experiment(["scheduler=eat"]).scheduler.checkpoint == "auto"

@@ -335,3 +335,15 @@ def test_describe_and_close_leave_no_workers(backend: GpuBackend) -> None:
     backend.close()
     assert not any(p.is_alive() for p in procs)
     assert backend.close() == []  # idempotent
+
+
+def test_bad_backend_params_fail_before_workers_start() -> None:
+    ctx = BackendContext(cluster=_cluster(2), profile=None, quality=None)
+    before = set(multiprocessing.active_children())
+    with pytest.raises(ValueError, match=r"backend.params.dtype='fp8' is invalid; allowed: "):
+        GpuBackend(ctx, random_init="tiny", devices="cpu", dtype="fp8")
+    with pytest.raises(ValueError, match=r"devices entry 'tpu:0' is invalid; allowed: auto, cpu, cuda"):
+        GpuBackend(ctx, random_init="tiny", devices=["tpu:0"])
+    with pytest.raises(ValueError, match="compile and cuda_graphs are exclusive"):
+        GpuBackend(ctx, random_init="tiny", devices="cpu", compile=True, cuda_graphs=True)
+    assert set(multiprocessing.active_children()) == before

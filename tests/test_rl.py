@@ -214,3 +214,15 @@ def _beats_random(arch: str, steps: int, seed: int, cluster: tuple[str, ...] = (
 def test_training_beats_random(arch, seed):
     learned, rand = _beats_random(arch, 6000, seed)
     assert learned > 1.1 * rand, (learned, rand)
+
+
+def test_bad_training_settings_name_the_field():
+    from eatbench.config import ConfigError
+    from eatbench.schedulers.rl.train import train
+
+    with pytest.raises(ConfigError, match=r"train.preset='fast' is invalid; allowed: paper, tuned"):
+        train(_cfg("scheduler=eat", "train.preset=fast"))
+    with pytest.raises(ConfigError, match=r"train.params: unknown keys \['lr'\]; allowed: learning_rate"):
+        train(_cfg("scheduler=sac", "+train.params={lr: 1}"))
+    with pytest.raises(ConfigError, match=r"no learned architecture 'greedy'"):
+        train(_cfg("scheduler=greedy"))
