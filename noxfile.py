@@ -4,7 +4,8 @@ with ``sys.executable``, so ``nox`` uses the interpreter that has eatbench insta
     nox -s tests                 unit and integration tests
     nox -s benchmarks            pytest benchmarks (sim backend; args after -- go to pytest)
     nox -s reproduce             train what has no checkpoint, sweep every figure, write the report
-    nox -s reproduce -- --quick  reduced grid (2 seeds, 3 values per key), no training, a few minutes
+    nox -s reproduce -- --quick  reduced grid (5 seeds, 3 values per key), no training, about a minute;
+                                 written to results/quick (never over the committed report)
     nox -s reproduce -- --retrain   retrain the learned schedulers even if checkpoints exist
     nox -s report                rebuild reports/REPORT.md from reports/results
     nox -s lint                  ruff check + ruff format --check
@@ -21,6 +22,7 @@ nox.options.sessions = ["lint", "tests"]
 PY = sys.executable
 LEARNED = ("eat", "dsac", "sac")
 REPORT_DIR = os.environ.get("EATBENCH_REPORT_DIR", "reports")
+QUICK_REPORT_DIR = os.environ.get("EATBENCH_QUICK_REPORT_DIR", "results/quick")
 # `python -m eatbench.cli` would run cli.py as __main__, apart from the commands registered
 # on `eatbench.cli`; call its main() instead.
 EATBENCH = (PY, "-c", "import sys; from eatbench.cli import main; sys.exit(main())")
@@ -78,9 +80,11 @@ def reproduce(session: nox.Session) -> None:
             *EATBENCH, "train", f"scheduler={name}", "cluster=paper4",
             f"train.export={shipped_path(name, 'paper4')}", env=ENV,
         )  # fmt: skip
-    sweep = [PY, "-m", "eatbench.sweep", "--all", "--root", f"{REPORT_DIR}/results"]
-    session.run(*sweep, *(["--quick"] if quick else ["--seeds", "5"]), env=ENV)
-    session.run(*EATBENCH, "report", f"output.root={REPORT_DIR}/results", "output.wandb=offline", env=ENV)
+    out = QUICK_REPORT_DIR if quick else REPORT_DIR
+    extra = [a for a in session.posargs if a not in ("--quick", "--retrain")]  # e.g. +allow_dirty=true
+    sweep = [PY, "-m", "eatbench.sweep", "--all", "--root", f"{out}/results"]
+    session.run(*sweep, *(["--quick"] if quick else ["--seeds", "30"]), env=ENV)
+    session.run(*EATBENCH, "report", f"output.root={out}/results", "output.wandb=offline", *extra, env=ENV)
 
 
 @nox.session(venv_backend="none")

@@ -1,13 +1,11 @@
 """F6: heterogeneous 8-server cluster (hetero8) under bursty Gamma arrivals (CV 3)."""
 
 import pytest
-from _figures import figure_benchmark
+from _figures import check_figure
 
 pytestmark = pytest.mark.eat_figure("F6")
 
 
-def test_f6_hetero_bursty(benchmark, eat_session):
-    runs = figure_benchmark(
-        benchmark, eat_session, "hetero_bursty", "F6", "rate", ("response_mean", "response_p90", "slo_attainment")
-    )
+def test_f6_hetero_bursty(eat_session):
+    runs = check_figure(eat_session, "hetero_bursty", "F6", "rate", ("response_mean", "response_p90", "slo_attainment"))
     assert set(runs["cluster"]) == {"hetero8"} and set(runs["arrival"]) == {"gamma"}

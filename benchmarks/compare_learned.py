@@ -5,7 +5,7 @@
 
 Every run goes through ``eatbench.runner.run_experiment`` (no files written); learned
 schedulers load the shipped checkpoint for the cluster (``checkpoint: auto``). Prints a
-markdown table per metric: mean +- 95% CI half-width (Student t over seeds).
+markdown table per metric: mean [95% bootstrap interval over seeds].
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def table(results: dict, rates: list[float], schedulers: list[str], metric: str)
     for name in schedulers:
         cells = []
         for r in rates:
-            m = results[name, r].get(metric, {"mean": float("nan"), "ci95": float("nan")})
-            cells.append(f"{m['mean']:.3g} ± {m['ci95']:.2g}")
+            m = results[name, r].get(metric, {"mean": float("nan"), "low": float("nan"), "high": float("nan")})
+            cells.append(f"{m['mean']:.3g} [{m['low']:.3g}, {m['high']:.3g}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -72,7 +72,7 @@ def main() -> None:
     names = args.schedulers.split(",")
     results = sweep(args.cluster, rates, names, args.seeds)
     for metric, title in METRICS:
-        print(f"\n### {title} ({metric}), {args.cluster}, {args.seeds} seeds, mean ± 95% CI\n")
+        print(f"\n### {title} ({metric}), {args.cluster}, {args.seeds} seeds, mean [95% bootstrap CI]\n")
         print(table(results, rates, names, metric))
 
 

@@ -40,8 +40,10 @@ def _format_summary(summary: dict) -> str:
     keys = [
         ("tasks_done", "{:.0f}"),
         ("tasks_unfinished", "{:.0f}"),
+        ("completion_rate", "{:.1%}"),
         ("response_mean", "{:.2f} s"),
         ("response_p90", "{:.2f} s"),
+        ("response_mean_done", "{:.2f} s"),
         ("wait_mean", "{:.2f} s"),
         ("quality_mean", "{:.3f}"),
         ("slo_attainment", "{:.1%}"),

@@ -384,8 +384,19 @@ def _explain_omegaconf_error(err: Exception) -> str:
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:
-    """The resolved config as plain data (for result files)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    """The resolved config as plain data (for result files): dicts, lists and scalars.
+
+    The same data as ``OmegaConf.to_container(OmegaConf.structured(cfg))`` at a fraction of
+    the cost (it is called for every run of a sweep)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def resolve_path(path: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(slots=True, kw_only=True)
@@ -42,7 +42,8 @@ class TaskRecord:
     image_path: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The record as a flat dict (every field is a scalar, so no deep copy is needed)."""
+        return {name: getattr(self, name) for name in RECORD_FIELDS}
 
 
 RECORD_FIELDS = tuple(TaskRecord.__dataclass_fields__)
@@ -63,6 +64,24 @@ def _mean(xs: Sequence[float]) -> float:
     return statistics.fmean(xs) if xs else math.nan
 
 
+#: how unfinished tasks enter the response and wait statistics (stated in every report).
+CENSORING_NOTE = (
+    "Every arrived task counts. A task not finished by the end of the episode (still queued, "
+    "reserved or running at the horizon, or failed) enters the response and wait statistics "
+    "censored at the episode end: response = end - arrival and wait = (start or end) - arrival, "
+    "a lower bound on what it would have taken; it counts as an SLO miss and with quality 0. "
+    "`completion_rate` = finished / arrived; `*_done` metrics are over finished tasks only."
+)
+
+
+def censored_times(record: TaskRecord, end: float) -> tuple[float, float]:
+    """(response, wait) of one task in seconds, censored at ``end`` when it did not finish."""
+    if record.status == "done":
+        return record.response, record.wait
+    wait = record.start - record.arrival if not math.isnan(record.start) else end - record.arrival
+    return max(0.0, end - record.arrival), max(0.0, wait)
+
+
 def summarize(
     records: Iterable[TaskRecord],
     *,
@@ -73,10 +92,11 @@ def summarize(
     reward_total: float = math.nan,
     warmup_fraction: float = 0.1,
 ) -> dict[str, float]:
-    """Summary metrics of one run.
+    """Summary metrics of one run (see :data:`CENSORING_NOTE` for unfinished tasks).
 
-    :param records: one per task.
-    :param makespan: seconds from the episode start to its end (last completion or horizon).
+    :param records: one per arrived task.
+    :param makespan: seconds from the episode start to its end (last completion or horizon);
+        unfinished tasks are censored here.
     :param n_servers: cluster size.
     :param busy_time: seconds each server spent running tasks.
     :param decision_times: wall seconds the scheduler spent per decision.
@@ -85,11 +105,17 @@ def summarize(
         metrics (raw metrics keep every task).
     """
     recs = list(records)
+    end = makespan
     done = [r for r in recs if r.status == "done"]
-    resp = [r.response for r in done]
-    wait = [r.wait for r in done]
+    times = [censored_times(r, end) for r in recs]
+    resp = [t[0] for t in times]
+    wait = [t[1] for t in times]
+    resp_done = [r.response for r in done]
     execs = [r.execution for r in done]
-    qual = [r.quality for r in done if not math.isnan(r.quality)]
+    # quality: a task without an image scores 0; finished tasks without a measured quality
+    # (quality off on the gpu backend) are left out of both quality means
+    qual_done = [r.quality for r in done if not math.isnan(r.quality)]
+    qual_all = qual_done + [0.0] * (len(recs) - len(done)) if qual_done or not done else []
     launched = [r for r in recs if r.status in ("done", "failed") or not math.isnan(r.start)]
     slo_ok = sum(1 for r in done if r.slo_met)
     span = makespan if makespan > 0 else math.nan
@@ -98,6 +124,7 @@ def summarize(
         "tasks_done": len(done),
         "tasks_failed": sum(1 for r in recs if r.status == "failed"),
         "tasks_unfinished": sum(1 for r in recs if r.status == "unfinished"),
+        "completion_rate": len(done) / len(recs) if recs else math.nan,
         "response_mean": _mean(resp),
         "response_p50": percentile(resp, 50),
         "response_p90": percentile(resp, 90),
@@ -106,11 +133,14 @@ def summarize(
         "wait_p50": percentile(wait, 50),
         "wait_p90": percentile(wait, 90),
         "wait_p99": percentile(wait, 99),
+        "response_mean_done": _mean(resp_done),
+        "response_p90_done": percentile(resp_done, 90),
         "execution_mean": _mean(execs),
         "steps_mean": _mean([r.steps for r in done]),
         "k_mean": _mean([r.k for r in done]),
-        "quality_mean": _mean(qual),
-        "quality_available": len(qual),
+        "quality_mean": _mean(qual_all),
+        "quality_mean_done": _mean(qual_done),
+        "quality_available": len(qual_done),
         # SLO attainment over all tasks: unfinished and failed tasks miss their SLO.
         "slo_attainment": slo_ok / len(recs) if recs else math.nan,
         "goodput": slo_ok / span,
@@ -124,13 +154,13 @@ def summarize(
         "reward_total": reward_total,
     }
     # Steady state: drop the first ``warmup_fraction`` of tasks (by arrival), when the
-    # cluster is still cold and the initial queue drains.
+    # cluster is still cold and the initial queue drains; unfinished tasks censored as above.
     skip = int(len(recs) * warmup_fraction)
     steady = recs[skip:]
-    steady_done = [r.response for r in steady if r.status == "done"]
+    steady_resp = resp[skip:]
     out["steady_tasks"] = len(steady)
-    out["steady_response_mean"] = _mean(steady_done)
-    out["steady_response_p90"] = percentile(steady_done, 90)
+    out["steady_response_mean"] = _mean(steady_resp)
+    out["steady_response_p90"] = percentile(steady_resp, 90)
     out["steady_slo_attainment"] = (
         (sum(1 for r in steady if r.status == "done" and r.slo_met) / len(steady)) if steady else math.nan
     )
@@ -141,58 +171,14 @@ def summarize(
     return out
 
 
-# Two-sided 95% Student-t critical values by degrees of freedom (1..30); 1.96 beyond.
-_T95 = [
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-]
-
-
-def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and half-width of its 95% confidence interval (Student t); ``nan`` values are
-    dropped; the half-width is ``nan`` for fewer than two values."""
-    xs = [v for v in values if not math.isnan(v)]
-    if not xs:
-        return math.nan, math.nan
-    if len(xs) < 2:
-        return xs[0], math.nan
-    t = _T95[len(xs) - 2] if len(xs) - 1 <= len(_T95) else 1.96
-    return statistics.fmean(xs), t * statistics.stdev(xs) / math.sqrt(len(xs))
-
-
 def aggregate_seeds(summaries: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """``metric -> {mean, ci95, n}`` across the summaries of several seeds."""
+    """``metric -> {mean, low, high, n}`` across the summaries of several seeds: the mean and
+    its 95% bootstrap interval (:func:`eatbench.stats.mean_interval`)."""
+    from eatbench.stats import mean_interval
+
     keys = [k for k in summaries[0] if isinstance(summaries[0][k], int | float)] if summaries else []
     out = {}
     for k in keys:
-        mean, ci = mean_ci95([float(s[k]) for s in summaries if k in s])
-        out[k] = {"mean": mean, "ci95": ci, "n": len(summaries)}
+        iv = mean_interval([float(s[k]) for s in summaries if k in s], k)
+        out[k] = {"mean": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n}
     return out

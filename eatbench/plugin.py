@@ -23,6 +23,9 @@ import pytest
 BACKENDS = ("sim", "gpu")
 WANDB_MODES = ("offline", "online", "disabled")
 DEFAULT_EXPERIMENT = "paper_rates"
+DEFAULT_SEEDS = 30
+DEFAULT_REPORT_DIR = "reports"
+QUICK_REPORT_DIR = "results/quick"
 MARKERS = (
     "eat_figure(id): the report figure or table a benchmark produces (F1..F8, T1)",
     "eatbench(experiment=None, overrides=(), **fields): config for the eat_* fixtures; fields are "
@@ -116,17 +119,19 @@ def add_eatbench_options(addoption: Callable[..., Any], prefix: str = "eat-") ->
     addoption(
         f"--{prefix}seeds",
         dest="eat_seeds",
-        default=5,
+        default=DEFAULT_SEEDS,
         type=parse_seeds,
         metavar="N",
-        help="seeds 0..N-1 per point. Default: %(default)r",
+        help="paired evaluation seeds 0..N-1 per point (--eat-quick keeps the first 5). Default: %(default)r",
     )
     addoption(
         f"--{prefix}report",
         dest="eat_report",
-        default="reports",
+        default=None,
         metavar="DIR",
-        help="report directory: result files in DIR/results, DIR/REPORT.md, DIR/figures. Default: %(default)r",
+        help="report directory: result files in DIR/results, DIR/REPORT.md, DIR/figures. Default: "
+        f"{DEFAULT_REPORT_DIR!r} (the committed report; written only from a clean tree), "
+        f"{QUICK_REPORT_DIR!r} with --eat-quick",
     )
     addoption(
         f"--{prefix}wandb",
@@ -137,11 +142,20 @@ def add_eatbench_options(addoption: Callable[..., Any], prefix: str = "eat-") ->
         help="W&B logging of the sweeps: offline, online or disabled. Default: %(default)r",
     )
     addoption(
+        f"--{prefix}allow-dirty",
+        dest="eat_allow_dirty",
+        action="store_true",
+        default=False,
+        help="write the committed report (reports/) from a tree with uncommitted changes; the report's first "
+        "line then says so. Default: %(default)r",
+    )
+    addoption(
         f"--{prefix}quick",
         dest="eat_quick",
         action="store_true",
         default=False,
-        help="reduced grid (2 seeds, at most 3 values per swept key) for a run of a few minutes. Default: %(default)r",
+        help="reduced grid (5 seeds, at most 3 values per swept key) for a run of a minute, written to "
+        f"{QUICK_REPORT_DIR!r} (never over the committed report). Default: %(default)r",
     )
 
 
@@ -161,9 +175,13 @@ def pytest_configure(config: pytest.Config) -> None:
         experiment=config.getoption("eat_experiment") or DEFAULT_EXPERIMENT,
         overrides=tuple(config.getoption("eat_overrides") or ()),
         seeds=config.getoption("eat_seeds"),
-        report_dir=Path(config.getoption("eat_report")),
+        report_dir=Path(
+            config.getoption("eat_report")
+            or (QUICK_REPORT_DIR if config.getoption("eat_quick") else DEFAULT_REPORT_DIR)
+        ),
         wandb=config.getoption("eat_wandb"),
         quick=config.getoption("eat_quick"),
+        allow_dirty=config.getoption("eat_allow_dirty"),
     )
     if opts.backend == "gpu":
         _check_gpu_backend()
@@ -195,7 +213,8 @@ def _check_gpu_backend() -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     o = _session(config).options
     return [
-        f"eatbench: backend={o.backend} experiment={o.experiment} seeds={o.seeds} quick={o.quick} "
+        f"eatbench: backend={o.backend} experiment={o.experiment} seeds={_session(config).seed_count()} "
+        f"quick={o.quick} "
         f"report={o.report_dir} wandb={o.wandb}" + (f" overrides={list(o.overrides)}" if o.overrides else "")
     ]
 

@@ -65,12 +65,21 @@ def make_scheduler(cfg: ExperimentConfig) -> Scheduler:
     return scheduler
 
 
+def slo_reference_kind(kind_of: list[str]) -> str:
+    """The GPU kind SLOs are measured on: the most common kind in the cluster, ties broken by
+    the order in which kinds first appear (never by hash order)."""
+    counts: dict[str, int] = {}
+    for kind in kind_of:
+        counts[kind] = counts.get(kind, 0) + 1
+    return max(counts, key=lambda kind: counts[kind])  # max keeps the first of equal counts
+
+
 def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
     """Cluster, workload, profile, backend and engine for one seed of ``cfg``."""
     cluster = Cluster.from_config(cfg.cluster)
     profile = build_profile(cfg, cluster)
     quality = QUALITY_CURVES.create(cfg.quality.name, path=cfg.quality.path)
-    reference_kind = max(set(cluster.kind_of), key=cluster.kind_of.count)
+    reference_kind = slo_reference_kind(cluster.kind_of)
     w = cfg.workload
 
     def isolated_latency(k: int, resolution: int) -> float:
@@ -127,6 +136,7 @@ def run_experiment(
     scheduler: Scheduler | None = None,
     write: bool | None = None,
     resume: bool = True,
+    out_dir: Path | None = None,
 ) -> RunResult:
     """Run one experiment (one seed) and, if ``write``, store its result files.
 
@@ -134,10 +144,11 @@ def run_experiment(
     :param scheduler: a ready scheduler (default: built from ``cfg.scheduler``).
     :param write: write result files (default ``cfg.output.write``).
     :param resume: if the run's ``summary.json`` already exists, load it instead of running.
+    :param out_dir: where to write (default :func:`run_dir`; a sweep passes it to hash once per point).
     """
     cfg = validate(cfg)
     write = cfg.output.write if write is None else write
-    out = run_dir(cfg) if write else None
+    out = (out_dir or run_dir(cfg)) if write else None
     if out is not None and resume and cfg.output.resume and (out / "summary.json").is_file():
         return load_run(out)
     engine = build_engine(cfg, out)
@@ -153,7 +164,7 @@ def run_experiment(
         "scheduler": cfg.scheduler.name,
         "seed": cfg.seed,
         "backend": engine.backend.describe(),
-        "point": point_name(cfg),
+        "point": out.parent.name.rsplit("-", 1)[0] if out is not None else point_name(cfg),
         "config": config_to_dict(cfg),
         **provenance(),
     }
@@ -175,6 +186,12 @@ def write_run(result: RunResult, out: Path) -> None:
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(payload, indent=1, default=str))
     os.replace(tmp, out / "summary.json")
+
+
+def load_summary(out: Path) -> tuple[dict, dict]:
+    """``(summary, meta)`` of a finished run from its ``summary.json`` alone (no records)."""
+    payload = json.loads((out / "summary.json").read_text())
+    return payload["summary"], {k: v for k, v in payload.items() if k != "summary"}
 
 
 def load_run(out: Path) -> RunResult:

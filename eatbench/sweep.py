@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eatbench.compose import compose_experiment, compose_raw, conf_dir, sweep_params
-from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_kinds
+from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_kinds, validate
 from eatbench.runner import RunResult, run_dir, run_experiment
 
 #: schedulers that need a trained checkpoint; skipped (not failed) when absent from a grid.
@@ -34,7 +34,7 @@ LEARNED = ("eat", "dsac", "sac", "eat_nodiff", "eat_wide")
 FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations")
 #: how many values of each swept key the quick grid keeps (seeds: the first two).
 QUICK_KEEP = 3
-QUICK_SEEDS = 2
+QUICK_SEEDS = 5
 
 
 @dataclass
@@ -76,7 +76,7 @@ def check_checkpoint(cfg: ExperimentConfig) -> None:
 
 
 def quick_grid(params: dict[str, list[str]]) -> dict[str, list[str]]:
-    """A reduced grid: the first two seeds and at most ``QUICK_KEEP`` values (first, middle,
+    """A reduced grid: the first ``QUICK_SEEDS`` seeds and at most ``QUICK_KEEP`` values (first, middle,
     last) of every other swept key except the scheduler."""
     out = {}
     for key, values in params.items():
@@ -89,13 +89,99 @@ def quick_grid(params: dict[str, list[str]]) -> dict[str, list[str]]:
     return out
 
 
-def variant_name(experiment: str, overrides: Sequence[str]) -> str:
+def variant_name(experiment: str, overrides: Sequence[str], swept: Sequence[str] = ()) -> str:
     """The result-folder name of an experiment run with extra ``overrides``
-    (``paper_rates`` or ``paper_rates@1a2b3c``), so variants never mix in one report."""
-    if not overrides:
+    (``paper_rates`` or ``paper_rates@1a2b3c``), so variants never mix in one report.
+
+    Overrides of the keys the experiment sweeps (``swept``: scheduler, seed, the swept
+    setting) only select part of its grid, and of ``output.*`` only say where files go:
+    neither makes a variant, so such runs join the experiment's own results.
+    """
+    selecting = {k.lstrip("+~") for k in swept} | {"seed", "scheduler"}
+    changing = [
+        o
+        for o in overrides
+        if o.split("=", 1)[0].lstrip("+~") not in selecting and not o.startswith(("output.", "hydra."))
+    ]
+    if not changing:
         return experiment
-    digest = hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6]
+    digest = hashlib.sha1("\n".join(sorted(changing)).encode()).hexdigest()[:6]
     return f"{experiment}@{digest}"
+
+
+class GridComposer:
+    """Composes an experiment's configs once per distinct choice of config-group options
+    (``scheduler=greedy``, ``+experiment/scale=n8``) and derives every other point by
+    setting plain values (``workload.rate=0.03``) on the composed dataclass, which costs
+    microseconds instead of a Hydra composition per point."""
+
+    def __init__(self, experiment: str) -> None:
+        self.experiment = experiment
+        self._cache: dict[tuple[str, ...], ExperimentConfig] = {}
+        self._groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
+
+    def _is_group(self, override: str) -> bool:
+        key = override.split("=", 1)[0].lstrip("+~")
+        return key.split("/", 1)[0] in self._groups and "." not in key
+
+    def config(self, overrides: Sequence[str]) -> ExperimentConfig:
+        groups = tuple(o for o in overrides if self._is_group(o))
+        values = [o for o in overrides if not self._is_group(o)]
+        if groups not in self._cache:
+            self._cache[groups] = compose_experiment(list(groups), self.experiment)
+        cfg = self._cache[groups]
+        if not values:
+            return cfg
+        try:
+            return validate(set_values(cfg, values))
+        except _NeedsCompose:
+            return compose_experiment([*groups, *values], self.experiment)
+
+
+class _NeedsCompose(Exception):
+    """An override that only Hydra can apply (an interpolation, a new key, a list edit)."""
+
+
+def set_values(cfg: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """``cfg`` with plain ``a.b.c=value`` overrides applied (values parsed as Hydra does)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        ov = parser.parse_override(text)
+        if ov.is_sweep_override() or ov.is_add() or ov.is_delete() or ov.is_force_add():
+            raise _NeedsCompose(text)
+        value = ov.value()
+        if isinstance(value, str) and "${" in value:
+            raise _NeedsCompose(text)
+        cfg = _set_path(cfg, ov.key_or_group.split("."), value)
+    return cfg
+
+
+def _set_path(obj, path: list[str], value):
+    head, rest = path[0], path[1:]
+    if dataclasses.is_dataclass(obj):
+        if head not in {f.name for f in dataclasses.fields(obj)}:
+            raise _NeedsCompose(".".join(path))
+        current = getattr(obj, head)
+        new = _set_path(current, rest, value) if rest else _coerce(current, value)
+        return dataclasses.replace(obj, **{head: new})
+    if isinstance(obj, dict):
+        new = dict(obj)
+        new[head] = _set_path(obj[head], rest, value) if rest else value
+        return new
+    raise _NeedsCompose(".".join(path))
+
+
+def _coerce(current, value):
+    """Hydra parses ``1`` as int; a float field keeps a float (as OmegaConf's merge would)."""
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list | tuple) or isinstance(current, list | tuple | dict) or dataclasses.is_dataclass(current):
+        raise _NeedsCompose(repr(value))
+    if current is None or value is None or type(current) is not type(value):
+        raise _NeedsCompose(repr(value))
+    return value
 
 
 def plan(
@@ -147,8 +233,13 @@ def run_sweep(
     quick: bool = False,
     progress: bool = True,
     on_result: Callable[[RunResult], None] | None = None,
+    jobs: int = 1,
 ) -> SweepResult:
     """Run every job of ``experiment`` (with ``overrides``) and write result files under ``root``.
+
+    Configs are composed once per scheduler (and other config-group choice) and derived for
+    each point; a finished job is recognised by its ``summary.json`` alone (a file check),
+    and its records are not read back. Results kept in memory carry summaries, not records.
 
     :param experiment: a ``conf/experiment`` name.
     :param overrides: extra Hydra overrides applied to every job (``backend=gpu``, ...).
@@ -156,40 +247,126 @@ def run_sweep(
     :param seeds: use seeds ``0..seeds-1`` instead of the experiment's.
     :param quick: the reduced grid of :func:`quick_grid`.
     :param progress: show a tqdm bar over jobs (on stderr).
-    :param on_result: called with each finished job's result.
+    :param on_result: called with each finished job's result (records included for jobs run
+        now; only with ``jobs=1``).
+    :param jobs: worker processes; each point (all its seeds) is one unit of work. Results
+        are the same files whatever the number of workers.
     """
     groups, seed_values, skipped = plan(experiment, overrides, seeds=seeds, quick=quick)
-    name = variant_name(experiment, overrides)
+    name = variant_name(experiment, overrides, swept_keys(experiment))
     out = SweepResult(name, skipped=skipped, root=Path(root))
-    explicit = any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in overrides)
-    loadable: dict[tuple, str | None] = {}
+    spec = _SweepSpec(experiment, name, tuple(overrides), tuple(seed_values), str(root))
     bar = _progress(len(groups) * len(seed_values), f"sweep {name}", progress)
     try:
-        for group in groups:
-            cfg = compose_experiment([*group, *overrides], experiment)
-            cfg = dataclasses.replace(cfg, experiment=name, output=dataclasses.replace(cfg.output, root=str(root)))
-            check_checkpoint(cfg)
-            if cfg.scheduler.name in LEARNED:
-                reason = _learned_loads(cfg, loadable)
-                if reason is not None:
-                    if explicit:
-                        raise ConfigError(reason)
-                    out.skipped.setdefault(cfg.scheduler.name, reason)
-                    bar.update(len(seed_values))
-                    continue
-            for seed in seed_values:
-                job = dataclasses.replace(cfg, seed=seed)
-                if (run_dir(job) / "summary.json").is_file():
-                    out.reused += 1
-                result = run_experiment(job, write=True, resume=True)
-                out.results.append(result)
-                if on_result is not None:
-                    on_result(result)
-                bar.set_postfix_str(f"{job.scheduler.name} {job.workload.rate:g}/s seed={seed}", refresh=False)
-                bar.update(1)
+        if jobs <= 1 or len(groups) <= 1:
+            outcomes = (_run_point(spec, group, on_result) for group in groups)
+            for outcome in outcomes:
+                _merge(out, outcome, bar)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
+                futures = [pool.submit(_run_point, spec, group, None) for group in groups]
+                for fut in futures:  # in grid order: the same SweepResult as a serial run
+                    _merge(out, fut.result(), bar)
     finally:
         bar.close()
+        _write_skipped(Path(root) / name, out.skipped)
     return out
+
+
+@dataclass(frozen=True)
+class _SweepSpec:
+    experiment: str
+    name: str
+    overrides: tuple[str, ...]
+    seeds: tuple[int, ...]
+    root: str
+
+
+@dataclass
+class _PointOutcome:
+    results: list[RunResult] = field(default_factory=list)
+    reused: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    jobs: int = 0
+
+
+_COMPOSERS: dict[str, GridComposer] = {}  # per process: compose once per experiment
+_LOADABLE: dict[tuple, str | None] = {}
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_point(spec: _SweepSpec, group: list[str], on_result: Callable[[RunResult], None] | None) -> _PointOutcome:
+    """Every seed of one point (one scheduler at one setting)."""
+    from eatbench.runner import load_summary, make_scheduler
+
+    outcome = _PointOutcome(jobs=len(spec.seeds))
+    composer = _COMPOSERS.get(spec.experiment)
+    if composer is None:
+        composer = _COMPOSERS[spec.experiment] = GridComposer(spec.experiment)
+    cfg = composer.config([*group, *spec.overrides])
+    cfg = dataclasses.replace(cfg, experiment=spec.name, output=dataclasses.replace(cfg.output, root=spec.root))
+    check_checkpoint(cfg)
+    scheduler = None
+    if cfg.scheduler.name in LEARNED:
+        reason = _learned_loads(cfg, _LOADABLE)
+        if reason is not None:
+            if any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in spec.overrides):
+                raise ConfigError(reason)
+            outcome.skipped[cfg.scheduler.name] = reason
+            return outcome
+        scheduler = make_scheduler(cfg)  # load the checkpoint once per point, not per seed
+    folder = run_dir(dataclasses.replace(cfg, seed=spec.seeds[0])).parent  # hashed once per point
+    for seed in spec.seeds:
+        job = dataclasses.replace(cfg, seed=seed)
+        job_dir = folder / f"seed={seed}"
+        if (job_dir / "summary.json").is_file():
+            outcome.reused += 1
+            result = RunResult(job, [], *load_summary(job_dir), job_dir)
+        else:
+            result = run_experiment(job, scheduler=scheduler, write=True, resume=False, out_dir=job_dir)
+            if on_result is not None:
+                on_result(result)
+            result = dataclasses.replace(result, records=[])
+        outcome.results.append(result)
+    return outcome
+
+
+def _merge(out: SweepResult, outcome: _PointOutcome, bar) -> None:
+    out.results += outcome.results
+    out.reused += outcome.reused
+    for k, v in outcome.skipped.items():
+        out.skipped.setdefault(k, v)
+    if outcome.results:
+        r = outcome.results[-1].config
+        bar.set_postfix_str(f"{r.scheduler.name} {r.workload.rate:g}/s", refresh=False)
+    bar.update(outcome.jobs)
+
+
+def swept_keys(experiment: str) -> list[str]:
+    """The keys ``experiment`` sweeps (its ``hydra.sweeper.params``)."""
+    return list(sweep_params(compose_raw((), experiment)))
+
+
+def _write_skipped(folder: Path, skipped: dict[str, str]) -> None:
+    """Keep why schedulers were left out beside the results, for the report."""
+    import json
+    import os
+
+    if not skipped and not (folder / "skipped.json").is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "skipped.json.tmp"
+    tmp.write_text(json.dumps(dict(sorted(skipped.items())), indent=1))
+    os.replace(tmp, folder / "skipped.json")
 
 
 def _learned_loads(cfg: ExperimentConfig, cache: dict[tuple, str | None]) -> str | None:
@@ -224,16 +401,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="conf/experiment names")
     parser.add_argument("--all", action="store_true", help=f"run {', '.join(FIGURE_EXPERIMENTS)}")
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (default: the file's)")
-    parser.add_argument("--quick", action="store_true", help="reduced grid (2 seeds, 3 values per key)")
+    parser.add_argument("--quick", action="store_true", help="reduced grid (5 seeds, 3 values per key)")
     parser.add_argument("--root", default="reports/results", help="results root (default: %(default)s)")
     parser.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE", help="Hydra override")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     names = list(FIGURE_EXPERIMENTS) if args.all else args.experiments
     if not names:
         parser.error("name an experiment or pass --all")
     try:
         for name in names:
-            res = run_sweep(name, args.override, root=args.root, seeds=args.seeds, quick=args.quick)
+            res = run_sweep(
+                name,
+                args.override,
+                root=args.root,
+                seeds=args.seeds,
+                quick=args.quick,
+                jobs=args.jobs,
+                progress=not args.no_progress,
+            )
             note = "".join(f"; skipped {s}: {why}" for s, why in res.skipped.items())
             print(f"[eatbench] {res.experiment}: {len(res.results)} runs ({res.reused} reused) -> {args.root}{note}")
     except ConfigError as err:

@@ -182,10 +182,11 @@ def test_real_versus_sim_on_the_tiny_pipeline(tmp_path) -> None:
     assert m["n_compared"] == 5 and m["seeds"] == 1
     for key in ("exec_mape_pct", "response_mean_mape_pct", "response_p90_mape_pct", "response_task_mape_pct"):
         assert math.isfinite(m[key]) and m[key] >= 0, key
-    # same order of magnitude: a unit or cold-start bug would be far outside this
-    assert m["exec_mape_pct"] < 300
+    # the profile was measured on this machine a moment ago: the simulator's execution times
+    # are within a factor of two of the real ones (a unit or cold-start bug is far outside)
+    assert m["exec_mape_pct"] < 100
     c = report.per_seed[0]
-    assert 0.2 < c.response_mean_sim / c.response_mean_real < 5
+    assert 0.5 < c.response_mean_sim / c.response_mean_real < 2
     assert report.backend["backend"] == "gpu" and report.backend["random_init"]
     assert any("random weights" in n for n in report.notes)
     json_path, md_path = write_fidelity(report, tmp_path / "fid")

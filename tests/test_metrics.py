@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from eatbench.metrics import TaskRecord, aggregate_seeds, mean_ci95, percentile, summarize
+from eatbench.metrics import TaskRecord, aggregate_seeds, censored_times, percentile, summarize
 
 
 def test_percentile_matches_numpy():
@@ -16,12 +16,6 @@ def test_percentile_matches_numpy():
     for q in (50, 90, 99):
         assert percentile(xs, q) == pytest.approx(np.percentile(xs, q))
     assert math.isnan(percentile([], 50))
-
-
-def test_mean_ci95_uses_student_t():
-    mean, half = mean_ci95([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert mean == 3.0 and half == pytest.approx(2.776 * math.sqrt(2.5) / math.sqrt(5))
-    assert math.isnan(mean_ci95([1.0])[1])
 
 
 def _rec(i, status="done", response=10.0, wait=2.0, slo=12.0, cold=False, quality=0.2):
@@ -50,13 +44,29 @@ def test_summary_counts_slo_goodput_and_unfinished():
     assert s["slo_attainment"] == pytest.approx(1 / 3)  # unfinished tasks miss their SLO
     assert s["goodput"] == pytest.approx(1 / 40) and s["throughput"] == pytest.approx(2 / 40)
     assert s["utilisation_server0"] == 0.5 and s["utilisation_mean"] == pytest.approx(0.375)
-    assert s["cold_start_rate"] == 0.5 and s["response_mean"] == 15.0
+    assert s["cold_start_rate"] == 0.5 and s["response_mean_done"] == 15.0
+    # the unfinished task (arrived at 5 s) is censored at the episode end, 40 s
+    assert s["response_mean"] == pytest.approx((10.0 + 20.0 + 35.0) / 3)
+    assert s["completion_rate"] == pytest.approx(2 / 3) and s["tasks"] == 3
+    assert s["quality_mean"] == pytest.approx(0.4 / 3) and s["quality_mean_done"] == pytest.approx(0.2)
     assert s["decision_time_mean_s"] == pytest.approx(2e-5)
 
 
-def test_aggregate_seeds_gives_mean_ci_and_n():
+def test_aggregate_seeds_gives_mean_bootstrap_interval_and_n():
     agg = aggregate_seeds([{"a": 1.0}, {"a": 3.0}])
-    assert agg["a"]["mean"] == 2.0 and agg["a"]["n"] == 2 and agg["a"]["ci95"] == pytest.approx(12.706)
+    assert agg["a"]["mean"] == 2.0 and agg["a"]["n"] == 2
+    assert math.isnan(agg["a"]["low"]) and math.isnan(agg["a"]["high"])  # no interval under 3 seeds
+    agg = aggregate_seeds([{"a": float(v)} for v in range(10)])
+    assert agg["a"]["low"] < 4.5 < agg["a"]["high"] and agg["a"]["n"] == 10
+
+
+def test_censored_times_of_unfinished_tasks():
+    queued = TaskRecord(task_id=0, arrival=10.0, status="unfinished")
+    running = TaskRecord(task_id=1, arrival=10.0, status="unfinished", start=30.0)
+    assert censored_times(queued, 100.0) == (90.0, 90.0)
+    assert censored_times(running, 100.0) == (90.0, 20.0)
+    done = _rec(2, response=12.0, wait=3.0)
+    assert censored_times(done, 100.0) == (12.0, 3.0)
 
 
 def test_steady_state_metrics_leave_out_the_warm_up_tasks():

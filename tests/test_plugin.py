@@ -23,13 +23,20 @@ eatbench benchmark suite (EAT reproduction):
   --eat-override=KEY=VALUE
                         Hydra override applied to every config (repeatable),
                         e.g. workload.n_tasks=64. Default: none
-  --eat-seeds=N         seeds 0..N-1 per point. Default: 5
+  --eat-seeds=N         paired evaluation seeds 0..N-1 per point (--eat-quick
+                        keeps the first 5). Default: 30
   --eat-report=DIR      report directory: result files in DIR/results,
-                        DIR/REPORT.md, DIR/figures. Default: 'reports'
+                        DIR/REPORT.md, DIR/figures. Default: 'reports' (the
+                        committed report; written only from a clean tree),
+                        'results/quick' with --eat-quick
   --eat-wandb=MODE      W&B logging of the sweeps: offline, online or disabled.
                         Default: 'offline'
-  --eat-quick           reduced grid (2 seeds, at most 3 values per swept key)
-                        for a run of a few minutes. Default: False
+  --eat-allow-dirty     write the committed report (reports/) from a tree with
+                        uncommitted changes; the report's first line then says
+                        so. Default: False
+  --eat-quick           reduced grid (5 seeds, at most 3 values per swept key)
+                        for a run of a minute, written to 'results/quick' (never
+                        over the committed report). Default: False
 """.splitlines()
 
 
@@ -122,7 +129,7 @@ def test_gpu_marker_is_skipped_on_sim_and_markers_are_registered(pytester):
     result = pytester.runpytest("--strict-markers", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs --backend=gpu (running on 'sim')*"])
-    assert "eatbench: backend=sim experiment=paper_rates seeds=5" in result.stdout.str()
+    assert "eatbench: backend=sim experiment=paper_rates seeds=30" in result.stdout.str()
 
 
 def test_sweep_fixture_writes_results_report_and_summary_tables(pytester, tmp_path):
@@ -141,13 +148,13 @@ def test_sweep_fixture_writes_results_report_and_summary_tables(pytester, tmp_pa
     result.stdout.fnmatch_lines(
         [
             "*eatbench results*",
-            "*paper_rates@*runs (0 reused)*",
+            "*paper_rates (paper_rates): 2 runs (0 reused)*",
             "*mean response time (s)*",
-            "*Greedy*±*",
+            "*Greedy*",
             "*SLO attainment*",
             f"report: {report}/REPORT.md",
         ]
     )
     assert (report / "REPORT.md").is_file() and list(
-        (report / "results").glob("paper_rates@*/greedy/*/seed=1/summary.json")
+        (report / "results").glob("paper_rates/greedy/*/seed=1/summary.json")
     )

@@ -23,18 +23,9 @@ from eatbench.profiles import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-# the team's shared data sits beside the checkout (CI lays a copy there too)
-PROBE = next(
-    (
-        p
-        for p in (
-            REPO.parent / "shared" / "data" / "h100_sd_probe.jsonl",
-            REPO / "shared" / "data" / "h100_sd_probe.jsonl",
-        )
-        if p.is_file()
-    ),
-    REPO.parent / "shared" / "data" / "h100_sd_probe.jsonl",
-)
+# a copy of the team's H100 probe (shared/data), shipped with the tests so that they read only
+# files inside the repository
+PROBE = REPO / "tests" / "data" / "h100_sd_probe.jsonl"
 
 
 @pytest.mark.parametrize(

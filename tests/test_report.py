@@ -35,8 +35,10 @@ def test_load_runs_and_aggregate_match_the_files(results):
     row = agg[(agg["scheduler"] == one["scheduler"]) & (agg["point"] == one["point"])].iloc[0]
     vals = runs[(runs["scheduler"] == one["scheduler"]) & (runs["point"] == one["point"])]["response_mean"]
     assert row["response_mean"] == pytest.approx(vals.mean()) and row["seeds"] == 3
-    assert row["response_mean_ci95"] == pytest.approx(4.303 * vals.std(ddof=1) / math.sqrt(3))
-    assert row["tasks_done_sum"] == runs.loc[vals.index, "tasks_done"].sum()
+    assert row["response_mean_lo"] <= row["response_mean"] <= row["response_mean_hi"]
+    assert vals.min() <= row["response_mean_lo"] and row["response_mean_hi"] <= vals.max()  # a bootstrap of 3 values
+    assert row["tasks_sum"] == runs.loc[vals.index, "tasks"].sum()
+    assert row["completion_min"] == runs.loc[vals.index, "completion_rate"].min()
 
 
 def test_reduction_table_is_paired_by_seed(results):
@@ -46,7 +48,8 @@ def test_reduction_table_is_paired_by_seed(results):
     assert list(red["baseline"]) == ["fifo", "fifo"] and list(red["seeds"]) == [3, 3]
     g = runs[(runs.scheduler == "greedy") & (runs.rate == 0.09)].set_index("seed")["response_mean"]
     f = runs[(runs.scheduler == "fifo") & (runs.rate == 0.09)].set_index("seed")["response_mean"]
-    assert red.iloc[1]["reduction_pct"] == pytest.approx((100 * (1 - g / f)).mean())
+    assert red.iloc[1]["reduction_pct"] == pytest.approx(100 * (1 - g.mean() / f.mean()))
+    assert red.iloc[1]["low"] <= red.iloc[1]["reduction_pct"] <= red.iloc[1]["high"]
 
 
 def test_report_has_tables_figures_configs_and_differences(results, tmp_path):
@@ -59,15 +62,18 @@ def test_report_has_tables_figures_configs_and_differences(results, tmp_path):
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and f"(figures/{png.name})" in text
     assert "| scheduler | rate | response_mean |" in text and "| Greedy | 0.09 |" in text and "| FIFO | 0.03 |" in text
     assert "tasks/seed (min)" in text and "Resolved config of one run" in text and '"w_t": 250.0' in text
+    assert "completion (min)" in text and "Every arrived task counts" in text and "| response |" in text
+    assert "## What each figure reproduces" in text and "| T1 |" in text
     assert "**EAT results are not available**" in text  # T1 without EAT
+    assert "### T1b: every scheduler against every other (paired)" in text and "| rate 0.09 |" in text
     assert "No training curves found" in text  # F5 skipped with a message
     assert "Where our setting differs from the paper" in text and "Greedy's action slots are swapped" in text
     assert "Package versions: python" in text and (tmp_path / "data" / "runs.csv").is_file()
 
 
 def test_fmt_ci():
-    assert fmt_ci(12.345, 0.5) == "12.3 ± 0.5" and fmt_ci(0.5, math.nan, "{:.1%}") == "50.0%"
-    assert fmt_ci(0.5, 0.1, "{:.1%}") == "50.0% ± 10.0%" and fmt_ci(math.nan, 1.0) == "n/a"
+    assert fmt_ci(12.345, 11.0, 13.04) == "12.3 [11.0, 13.0]" and fmt_ci(0.5, math.nan, math.nan, "{:.1%}") == "50.0%"
+    assert fmt_ci(0.5, 0.4, 0.6, "{:.1%}") == "50.0% [40.0%, 60.0%]" and fmt_ci(math.nan, 1.0, 2.0) == "n/a"
 
 
 def test_training_curves_from_csv_and_sidecar_json(tmp_path):

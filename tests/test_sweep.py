@@ -16,16 +16,16 @@ from eatbench.sweep import check_checkpoint, plan, quick_grid, run_sweep, varian
 
 def test_plan_expands_points_and_schedulers_and_overrides_fix_keys():
     groups, seeds, _ = plan("paper_rates")
-    assert seeds == [0, 1, 2, 3, 4]
+    assert seeds == list(range(30))  # 30 paired evaluation seeds per point
     rates = {g[0] for g in groups}
     assert rates == {f"workload.rate={r}" for r in ("0.01", "0.03", "0.05", "0.07", "0.09", "0.11")}
     groups, seeds, _ = plan("paper_rates", ["scheduler=fifo", "workload.rate=0.05"], seeds=2)
     assert groups == [[]] and seeds == [0, 1]
 
 
-def test_quick_grid_keeps_two_seeds_and_three_values():
-    grid = quick_grid({"seed": ["0", "1", "2"], "workload.rate": list("abcdef"), "scheduler": list("xyzw")})
-    assert grid == {"seed": ["0", "1"], "workload.rate": ["a", "d", "f"], "scheduler": list("xyzw")}
+def test_quick_grid_keeps_five_seeds_and_three_values():
+    grid = quick_grid({"seed": [str(s) for s in range(30)], "workload.rate": list("abcdef"), "scheduler": list("xyzw")})
+    assert grid == {"seed": ["0", "1", "2", "3", "4"], "workload.rate": ["a", "d", "f"], "scheduler": list("xyzw")}
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path, monkeypatch):
@@ -49,7 +49,20 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path, mon
     res = run_sweep("paper_rates", overrides, root=tmp_path, seeds=4, progress=False)
     assert res.reused == 2 and len(res.results) == 4 and calls["n"] == -98  # only seeds 2, 3 ran
     assert done[0].read_text() == first
-    assert res.experiment == variant_name("paper_rates", overrides) and res.experiment.startswith("paper_rates@")
+    # selecting part of the grid (a scheduler, a rate) joins the experiment's own results
+    assert res.experiment == "paper_rates" == variant_name("paper_rates", overrides, ["workload.rate", "scheduler"])
+    assert variant_name("paper_rates", ["workload.n_tasks=8"], ["workload.rate"]).startswith("paper_rates@")
+
+
+def test_parallel_sweep_writes_the_same_files_as_a_serial_one(tmp_path):
+    serial = run_sweep("paper_rates", ["workload.rate=0.05"], root=tmp_path / "a", seeds=3, progress=False)
+    parallel = run_sweep("paper_rates", ["workload.rate=0.05"], root=tmp_path / "b", seeds=3, progress=False, jobs=2)
+    assert len(serial.results) == len(parallel.results) > 0
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("records.csv"))
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("records.csv"))
+    assert files_a == files_b and len(files_a) == len(serial.results)
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
 def test_unknown_experiment_and_malformed_override_are_clear_errors():
@@ -90,7 +103,7 @@ def test_module_cli_runs_a_quick_sweep(tmp_path, capsys):
         main(["paper_rates", "--quick", "--root", str(tmp_path), "-o", "scheduler=greedy", "-o", "workload.rate=0.07"])
         == 0
     )
-    assert "2 runs (0 reused)" in capsys.readouterr().out
+    assert "5 runs (0 reused)" in capsys.readouterr().out
     assert main(["nope", "--root", str(tmp_path)]) == 2
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +15,7 @@ from eatbench.sweep import run_sweep
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("wb") / "results"
-    run_sweep("paper_rates", ["scheduler=greedy"], root=root, quick=True, progress=False)  # 3 rates x 2 seeds
+    run_sweep("paper_rates", ["scheduler=greedy"], root=root, quick=True, seeds=2, progress=False)  # 3 rates x 2 seeds
     return root
 
 
@@ -49,10 +49,12 @@ def test_wandb_failure_keeps_local_results(root, tmp_path, monkeypatch):
         raise RuntimeError("no W&B today")
 
     monkeypatch.setattr(wandb, "init", boom)
+    before = {p: p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
     out = log_experiments(root, mode="offline", wandb_dir=tmp_path)
     assert out.runs == 2 and len(out.errors) == 2 and "no W&B today" in out.errors[0]
     assert all(p.is_file() for p in out.jsonl) and read_jsonl(out.jsonl[0])[1]
-    assert os.listdir(root)  # result files untouched
+    after = {p: p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    assert before and after == before  # result files untouched
 
 
 def test_disabled_mode_writes_jsonl_only(root, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eatbench.metrics import mean_ci95
+from eatbench.stats import mean_interval, paired_difference, paired_reduction
 
 #: columns that identify a run (everything else in ``load_runs`` is a metric or a setting).
 ID_COLUMNS = ("experiment", "scheduler", "point", "seed")
@@ -102,10 +102,12 @@ def load_meta(path: str | Path) -> dict:
 
 
 def aggregate(runs: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean and 95% CI half-width across seeds, per (experiment, scheduler, point).
+    """Mean and 95% bootstrap interval across seeds, per (experiment, scheduler, point).
 
-    Columns: ids, settings, ``seeds``, ``tasks_done_min``/``tasks_done_sum`` (the tasks
-    behind each percentile: per seed, and pooled), and ``<metric>``, ``<metric>_ci95``.
+    Columns: ids, settings, ``seeds``, ``tasks_min``/``tasks_sum`` (the tasks behind each
+    percentile: per seed, and pooled; unfinished tasks count, censored), ``completion_min``
+    (the lowest completion rate of any seed), ``unfinished_sum`` (tasks not finished over all
+    seeds), and ``<metric>``, ``<metric>_lo``, ``<metric>_hi``.
     """
     metrics = list(metrics or TABLE_METRICS)
     rows = []
@@ -114,46 +116,91 @@ def aggregate(runs: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.Da
         row = {"experiment": exp, "scheduler": sched, "point": point}
         row.update({c: first[c] for c in SETTING_COLUMNS if c in grp})
         row["seeds"] = len(grp)
-        row["tasks_done_min"] = int(grp["tasks_done"].min())
-        row["tasks_done_sum"] = int(grp["tasks_done"].sum())
+        row["tasks_min"] = int(grp["tasks"].min())
+        row["tasks_sum"] = int(grp["tasks"].sum())
+        row["completion_min"] = float(grp["completion_rate"].min()) if "completion_rate" in grp else math.nan
+        row["unfinished_sum"] = int((grp["tasks"] - grp["tasks_done"]).sum())
         for m in metrics:
             if m not in grp:
                 continue
-            mean, ci = mean_ci95([float(v) for v in grp[m]])
-            row[m], row[f"{m}_ci95"] = mean, ci
+            iv = mean_interval([float(v) for v in grp[m]], m)
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = iv.estimate, iv.low, iv.high
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _paired(runs: pd.DataFrame, a: str, b: str, point: str, metric: str) -> tuple[list[float], list[float]]:
+    """Values of ``metric`` for schedulers ``a`` and ``b`` at ``point`` on the seeds both ran."""
+    sel = runs[runs["point"] == point]
+    va = sel[sel["scheduler"] == a].set_index("seed")[metric]
+    vb = sel[sel["scheduler"] == b].set_index("seed")[metric]
+    seeds = sorted(set(va.index) & set(vb.index))
+    return [float(va[s]) for s in seeds], [float(vb[s]) for s in seeds]
 
 
 def reduction_table(runs: pd.DataFrame, target: str, metric: str = "response_mean", x: str = "rate") -> pd.DataFrame:
     """Reduction (%) of ``metric`` by ``target`` against every other scheduler at each ``x``.
 
-    Paired by seed (the same seed gives the same task stream): per seed
-    ``100 * (1 - target / baseline)``, then mean and 95% CI across seeds. Positive means
-    ``target`` is better (lower).
+    Paired by seed (the same seed gives the same task stream): ``100 * (1 - mean(target) /
+    mean(baseline))`` with a paired 95% bootstrap interval over seeds. Positive means
+    ``target`` is better (lower); ``separated`` when the interval excludes 0.
     """
     rows = []
-    mine = runs[runs["scheduler"] == target].set_index(["point", "seed"])[metric]
     for (sched, point), grp in runs[runs["scheduler"] != target].groupby(["scheduler", "point"], sort=False):
-        per_seed = []
-        for _, r in grp.iterrows():
-            key = (point, r["seed"])
-            if key in mine.index and r[metric] > 0:
-                per_seed.append(100.0 * (1.0 - float(mine.loc[key]) / float(r[metric])))
-        mean, ci = mean_ci95(per_seed)
-        rows.append({"baseline": sched, x: grp.iloc[0][x], "reduction_pct": mean, "ci95": ci, "seeds": len(per_seed)})
-    out = pd.DataFrame(rows, columns=["baseline", x, "reduction_pct", "ci95", "seeds"])
+        mine, base = _paired(runs, target, sched, point, metric)
+        iv = paired_reduction(mine, base)
+        rows.append(
+            {
+                "baseline": sched,
+                x: grp.iloc[0][x],
+                "reduction_pct": iv.estimate,
+                "low": iv.low,
+                "high": iv.high,
+                "separated": iv.resolved,
+                "seeds": iv.n,
+            }
+        )
+    out = pd.DataFrame(rows, columns=["baseline", x, "reduction_pct", "low", "high", "separated", "seeds"])
     return out.sort_values(["baseline", x]).reset_index(drop=True)
 
 
-def fmt_ci(mean: float, ci: float, spec: str = "{:.1f}") -> str:
-    """``12.3 ± 0.4`` (no ``±`` part when the CI is undefined)."""
+def pairwise_table(runs: pd.DataFrame, metric: str = "response_mean", x: str = "rate") -> pd.DataFrame:
+    """Every scheduler against every other at each ``x``: the paired mean difference
+    ``row - col`` of ``metric`` over shared seeds with its 95% bootstrap interval."""
+    rows = []
+    scheds = sorted(runs["scheduler"].unique())
+    for point, grp in runs.groupby("point", sort=False):
+        xv = grp.iloc[0][x]
+        present = [s for s in scheds if s in set(grp["scheduler"])]
+        for a in present:
+            for b in present:
+                if a == b:
+                    continue
+                va, vb = _paired(runs, a, b, point, metric)
+                iv = paired_difference(va, vb)
+                rows.append(
+                    {
+                        "scheduler": a,
+                        "other": b,
+                        x: xv,
+                        "diff": iv.estimate,
+                        "low": iv.low,
+                        "high": iv.high,
+                        "separated": iv.resolved,
+                        "seeds": iv.n,
+                    }
+                )
+    return pd.DataFrame(rows, columns=["scheduler", "other", x, "diff", "low", "high", "separated", "seeds"])
+
+
+def fmt_ci(mean: float, low: float = math.nan, high: float = math.nan, spec: str = "{:.1f}") -> str:
+    """``12.3 [11.9, 12.8]`` (no interval part when it is undefined, e.g. under 3 seeds)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "n/a"
     text = spec.format(mean)
-    if ci is None or (isinstance(ci, float) and math.isnan(ci)):
+    if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
         return text
-    return f"{text} ± {spec.format(ci).rstrip('%')}" + ("%" if spec.endswith("%}") else "")
+    return f"{text} [{spec.format(low)}, {spec.format(high)}]"
 
 
 #: where the learned schedulers' shipped checkpoints and training curves live.

@@ -1,7 +1,9 @@
 """``eatbench report`` and ``eatbench sweep`` (imported by ``eatbench.cli`` on start).
 
-- ``eatbench report [output.root=DIR/results] [output.wandb=offline]``: rebuild
-  ``DIR/REPORT.md`` (default ``reports/``) and its figures from the result files alone.
+- ``eatbench report [output.root=DIR/results] [output.wandb=offline] [+allow_dirty=true]``:
+  rebuild ``DIR/REPORT.md`` (default ``reports/``) and its figures from the result files
+  alone. The committed report (``reports/``) is refused from a tree with uncommitted
+  changes unless ``+allow_dirty=true`` (its first line then says so).
 - ``eatbench sweep +experiment=NAME [overrides...]``: run the experiment's whole grid
   in-process with a progress bar and resume (``python -m eatbench.sweep`` adds ``--quick``
   and ``--seeds``). ``eatbench run -m +experiment=NAME`` runs the same grid through a
@@ -18,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from eatbench.cli import command
+from eatbench.config import ConfigError
 
 DEFAULT_ROOT = Path("reports") / "results"
 
@@ -36,10 +39,15 @@ def _results_root(overrides: list[str], raw: DictConfig) -> Path:
 
 @command("report", "rebuild REPORT.md and figures from result files (output.root=DIR/results)")
 def report_command(raw: DictConfig) -> object:
-    from eatbench.report.markdown import write_report
+    from omegaconf import OmegaConf
+
+    from eatbench.report.markdown import ReportError, write_report
 
     root = _results_root(_task_overrides(), raw)
-    path = write_report(root.parent, root)
+    try:
+        path = write_report(root.parent, root, allow_dirty=bool(OmegaConf.select(raw, "allow_dirty", default=False)))
+    except ReportError as err:
+        raise ConfigError(str(err)) from err
     print(f"[eatbench] report -> {path}")
     mode = str(raw.output.wandb)
     if mode != "disabled":

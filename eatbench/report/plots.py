@@ -1,7 +1,8 @@
 """Matplotlib figures (PNG, Agg backend) from the tables of :mod:`eatbench.report.aggregate`.
 
-Every curve is a mean over seeds with its 95% confidence interval as a band. Times are
-seconds, rates tasks/s.
+Every curve is a mean over seeds with its 95% bootstrap interval as a band (no band under
+3 seeds; bands never leave the metric's physical range). A point where a scheduler left
+tasks unfinished is ringed in red. Times are seconds, rates tasks/s.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from eatbench.metrics import mean_ci95  # noqa: E402
+from eatbench.stats import mean_interval, metric_bounds  # noqa: E402
 
 #: display names of schedulers (registry name -> label).
 LABELS = {
@@ -61,49 +62,63 @@ def plot_metric_vs(
     title: str = "",
     logx: bool = False,
 ) -> Path:
-    """One panel per metric: mean over seeds vs ``x`` with a 95% CI band, a line per scheduler.
+    """One panel per metric: mean over seeds vs ``x`` with a 95% bootstrap band, a line per
+    scheduler; points where some seed left tasks unfinished are ringed in red.
 
     :param agg: rows of :func:`~eatbench.report.aggregate.aggregate` (one experiment).
     :param x: the x column (``rate``, ``n_servers``).
-    :param metrics: metric columns; ``<metric>_ci95`` gives the band.
+    :param metrics: metric columns; ``<metric>_lo`` / ``<metric>_hi`` give the band.
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+    any_unfinished = False
     for ax, metric in zip(axes[0], metrics, strict=True):
+        lo_b, hi_b = metric_bounds(metric)
         for sched, grp in agg.sort_values(x).groupby("scheduler", sort=True):
             xs, ys = grp[x].to_numpy(float), grp[metric].to_numpy(float)
-            ci = grp.get(f"{metric}_ci95", pd.Series(0.0, index=grp.index)).fillna(0.0).to_numpy(float)
             (line,) = ax.plot(xs, ys, label=label(sched), **_style(sched))
-            ax.fill_between(xs, ys - ci, ys + ci, color=line.get_color(), alpha=0.15, linewidth=0)
+            if f"{metric}_lo" in grp:
+                lo = grp[f"{metric}_lo"].to_numpy(float).clip(lo_b, hi_b)
+                hi = grp[f"{metric}_hi"].to_numpy(float).clip(lo_b, hi_b)
+                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+            if "completion_min" in grp:
+                bad = grp["completion_min"].to_numpy(float) < 1.0
+                if bad.any():
+                    any_unfinished = True
+                    ax.scatter(xs[bad], ys[bad], s=90, facecolors="none", edgecolors="red", linewidths=1.4, zorder=5)
         ax.set_xlabel(AXIS_LABELS.get(x, x))
         ax.set_ylabel(AXIS_LABELS.get(metric, metric))
         if logx:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(agg[x].unique()), [f"{v:g}" for v in sorted(agg[x].unique())])
         ax.grid(alpha=0.3)
+    if any_unfinished:
+        axes[0][-1].scatter([], [], s=90, facecolors="none", edgecolors="red", label="tasks left unfinished")
     axes[0][-1].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
 
 
+def _interval_rows(groups, value: str, metric: str) -> pd.DataFrame:
+    rows = []
+    for key, g in groups:
+        iv = mean_interval(g[value].tolist(), metric)
+        rows.append((key, iv.estimate, iv.low, iv.high))
+    return pd.DataFrame(rows, columns=["key", "mean", "lo", "hi"])
+
+
 def plot_tradeoff(records: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """F7: steps chosen vs response time and vs quality, per scheduler (finished tasks; mean
-    per step count with 95% CI over tasks), and the distribution of chosen steps."""
+    per step count with a 95% bootstrap interval over tasks), and the distribution of chosen steps."""
     done = records[records["status"] == "done"]
     fig, axes = plt.subplots(1, 3, figsize=(15.5, 3.8))
     for sched, grp in done.groupby("scheduler", sort=True):
-        rows = [
-            (s, *mean_ci95(g["response"].tolist()), *mean_ci95(g["quality"].tolist())) for s, g in grp.groupby("steps")
-        ]
-        st = pd.DataFrame(rows, columns=["steps", "resp", "resp_ci", "qual", "qual_ci"]).fillna(
-            {"resp_ci": 0, "qual_ci": 0}
-        )
+        resp = _interval_rows(grp.groupby("steps"), "response", "response")
+        qual = _interval_rows(grp.groupby("steps"), "quality", "quality")
         style = {**_style(sched), "markersize": 3}
-        (line,) = axes[0].plot(st["steps"], st["resp"], label=label(sched), **style)
-        axes[0].fill_between(
-            st["steps"], st["resp"] - st["resp_ci"], st["resp"] + st["resp_ci"], color=line.get_color(), alpha=0.12
-        )
-        axes[1].plot(st["steps"], st["qual"], label=label(sched), color=line.get_color(), **style)
+        (line,) = axes[0].plot(resp["key"], resp["mean"], label=label(sched), **style)
+        axes[0].fill_between(resp["key"], resp["lo"], resp["hi"], color=line.get_color(), alpha=0.12)
+        axes[1].plot(qual["key"], qual["mean"], label=label(sched), color=line.get_color(), **style)
         counts = grp["steps"].value_counts(normalize=True).sort_index()
         axes[2].plot(counts.index, counts.to_numpy(), color=line.get_color(), label=label(sched), **style)
     axes[0].set(xlabel="denoising steps S", ylabel="response time (s)")
@@ -118,17 +133,17 @@ def plot_tradeoff(records: pd.DataFrame, path: str | Path, title: str = "") -> P
 
 
 def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """F5: evaluation return vs environment steps; mean over training seeds with a 95% CI band.
+    """F5: evaluation return vs environment steps; mean over training seeds with a 95%
+    bootstrap band (none under 3 seeds).
 
     :param curves: columns ``scheduler``, ``seed``, ``step``, ``eval_return``.
     """
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for sched, grp in curves.groupby("scheduler", sort=True):
-        rows = [(step, *mean_ci95(g["eval_return"].tolist()), g["seed"].nunique()) for step, g in grp.groupby("step")]
-        st = pd.DataFrame(rows, columns=["step", "mean", "ci", "n"]).fillna({"ci": 0})
+        st = _interval_rows(grp.groupby("step"), "eval_return", "diff_eval_return")
         n_seeds = grp["seed"].nunique()
-        (line,) = ax.plot(st["step"], st["mean"], label=f"{label(sched)} ({n_seeds} seeds)", **_style(sched))
-        ax.fill_between(st["step"], st["mean"] - st["ci"], st["mean"] + st["ci"], color=line.get_color(), alpha=0.15)
+        (line,) = ax.plot(st["key"], st["mean"], label=f"{label(sched)} ({n_seeds} seeds)", **_style(sched))
+        ax.fill_between(st["key"], st["lo"], st["hi"], color=line.get_color(), alpha=0.15)
     ax.set(xlabel="environment steps", ylabel="evaluation return (paper reward)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -38,10 +38,11 @@ class SessionOptions:
     backend: str = "sim"
     experiment: str = "paper_rates"
     overrides: tuple[str, ...] = ()
-    seeds: int = 5
+    seeds: int = 30
     report_dir: Path = Path("reports")
     wandb: str = "offline"
     quick: bool = False
+    allow_dirty: bool = False
 
 
 @dataclass
@@ -63,6 +64,12 @@ class EatbenchSession:
     wandb_note: str = ""
     errors: list[str] = field(default_factory=list)
 
+    def seed_count(self) -> int:
+        """The number of seeds per point this session's sweeps use."""
+        from eatbench.sweep import QUICK_SEEDS
+
+        return min(self.options.seeds, QUICK_SEEDS) if self.options.quick else self.options.seeds
+
     @property
     def results_root(self) -> Path:
         return self.options.report_dir / "results"
@@ -75,11 +82,11 @@ class EatbenchSession:
 
     def sweep(self, experiment: str | None = None, extra: tuple[str, ...] = ()) -> SweepResult:
         """Run (or reuse) the sweep of ``experiment`` (default: ``--eat-experiment``)."""
-        from eatbench.sweep import run_sweep, variant_name
+        from eatbench.sweep import run_sweep, swept_keys, variant_name
 
         experiment = experiment or self.options.experiment
         overrides = self.overrides(extra)
-        key = variant_name(experiment, overrides)
+        key = variant_name(experiment, overrides, swept_keys(experiment))
         if key not in self.sweeps:
             t0 = time.perf_counter()
             result = run_sweep(
@@ -108,7 +115,9 @@ class EatbenchSession:
         try:
             from eatbench.report.markdown import write_report
 
-            self.report_path = write_report(self.options.report_dir, self.results_root, names)
+            self.report_path = write_report(
+                self.options.report_dir, self.results_root, names, allow_dirty=self.options.allow_dirty
+            )
         except Exception as err:  # a report failure must not hide the benchmark results
             self.errors.append(f"report: {type(err).__name__}: {err}")
         if self.options.wandb != "disabled":
@@ -147,24 +156,30 @@ class EatbenchSession:
             lines.append(
                 f"{name} ({base_experiment(name)}): {len(res.results)} runs ({res.reused} reused) "
                 f"in {rec.wall_s:.1f} s; "
-                f"seeds {seeds}; mean ± 95% CI over seeds; tasks behind each percentile per seed: "
-                f"{int(agg['tasks_done_min'].min())}..{int(agg['tasks_done_min'].max())}"
+                f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}); mean [95% bootstrap interval] over seeds; "
+                f"every arrived task counts (unfinished censored); tasks per seed: "
+                f"{int(agg['tasks_min'].min())}..{int(agg['tasks_min'].max())}"
             )
             for why in res.skipped.items():
                 lines.append(f"  skipped {label(why[0])}: {why[1]}")
+            for _, r in agg[agg["completion_min"] < 1].iterrows():
+                lines.append(
+                    f"  unfinished: {label(r['scheduler'])} at {x}={r[x]:g} left {int(r['unfinished_sum'])} tasks "
+                    f"(lowest completion {r['completion_min']:.0%})"
+                )
             for title, metric in SUMMARY_METRICS:
                 lines.append(f"  {title}")
                 lines += ["    " + row for row in text_table(*pivot_rows(agg, metric, x))]
             lines.append("")
         if self.runs:
             lines.append("single runs (run_experiment fixture):")
-            headers = ["test", "scheduler", "seed", "tasks", "resp mean", "resp p90", "quality", "SLO"]
+            headers = ["test", "scheduler", "seed", "done/tasks", "resp mean", "resp p90", "quality", "SLO"]
             rows = [
                 [
                     test,
                     r.config.scheduler.name,
                     str(r.config.seed),
-                    f"{r.summary['tasks_done']:.0f}",
+                    f"{r.summary['tasks_done']:.0f}/{r.summary['tasks']:.0f}",
                     f"{r.summary['response_mean']:.1f}",
                     f"{r.summary['response_p90']:.1f}",
                     f"{r.summary['quality_mean']:.3f}",
@@ -184,7 +199,7 @@ class EatbenchSession:
 def flat_metrics(
     runs: pd.DataFrame, x: str, metrics: tuple[str, ...] = ("response_mean", "response_p90")
 ) -> dict[str, Any]:
-    """``{"<scheduler>@<x>=<v>/<metric>": mean}`` for pytest-benchmark's ``extra_info``."""
+    """``{"<scheduler>@<x>=<v>/<metric>": mean}`` (a flat dict of the figures' numbers)."""
     from eatbench.report.aggregate import aggregate
 
     out: dict[str, Any] = {}
