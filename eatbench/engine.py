@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from eatbench.backends.base import Backend, Job, JobResult
@@ -155,11 +156,35 @@ class Engine:
     def quality(self, steps: int) -> float:
         return self.quality_table[steps]
 
-    def reward(self, task: Task, est: Estimate, steps: int, visible: list[Task] | None = None) -> float:
-        """The paper reward of launching ``task``: ``min(cap, w_t / (w_tt * mean wait of
-        the visible queue + response)) + w_q * q(steps)``, times in seconds."""
+    def estimates(self, task: Task, servers: tuple[int, ...], steps: Iterable[int]) -> list[Estimate]:
+        """:meth:`estimate` for several step counts at once (start and coldness computed once)."""
+        start = self.now
+        for s in servers:
+            if self.free_at[s] > start:
+                start = self.free_at[s]
+        cold = not self.residency.is_warm(servers, task.model)
+        kinds = [self.kind_of[s] for s in servers]
+        durations = self.profile.durations(kinds, task.model, task.resolution, steps, cold)
+        return [Estimate(start, d, cold) for d in durations]
+
+    def mean_wait(self, visible: list[Task] | None = None) -> float:
+        """Mean time (seconds) the ``visible`` tasks (default: the window) have waited so far."""
         vis = self.visible() if visible is None else visible
-        mean_wait = sum(self.now - t.arrival for t in vis) / len(vis) if vis else 0.0
+        return sum(self.now - t.arrival for t in vis) / len(vis) if vis else 0.0
+
+    def reward(
+        self,
+        task: Task,
+        est: Estimate,
+        steps: int,
+        visible: list[Task] | None = None,
+        mean_wait: float | None = None,
+    ) -> float:
+        """The paper reward of launching ``task``: ``min(cap, w_t / (w_tt * mean wait of
+        the visible queue + response)) + w_q * q(steps)``, times in seconds. ``mean_wait``
+        (:meth:`mean_wait`) may be passed when scoring many launches at one epoch."""
+        if mean_wait is None:
+            mean_wait = self.mean_wait(visible)
         response = est.finish - task.arrival
         r = self.reward_cfg
         denom = r.w_tt * mean_wait + response

@@ -132,6 +132,24 @@ class LatencyProfile:
                 best = t
         return best
 
+    def durations(
+        self, gpu_kinds: Sequence[str], model: str, resolution: int, steps: Iterable[int], cold: bool
+    ) -> list[float]:
+        """:meth:`duration` for several step counts (coefficients looked up once; the same
+        arithmetic, so the same floats)."""
+        first = gpu_kinds[0]
+        kinds = gpu_kinds if any(g != first for g in gpu_kinds) else (first,)
+        coeffs = [self.coefficients(kind, model, resolution, len(gpu_kinds)) for kind in kinds]
+        out = []
+        for n in steps:
+            best = -1.0
+            for step, fixed, cold_s in coeffs:
+                t = fixed + step * n + (cold_s if cold else 0.0)
+                if t > best:
+                    best = t
+            out.append(best)
+        return out
+
     def check(self, gpu_kinds: Iterable[str], model: str, resolutions: Iterable[int], ks: Iterable[int]) -> None:
         """Raise ``ConfigError`` now if any lookup the experiment needs would fail."""
         for kind in set(gpu_kinds):

@@ -105,15 +105,15 @@ class GreedyScheduler(Scheduler):
         cfg = engine.config
         grid = self.step_grid or range(cfg.min_steps, cfg.max_steps + 1)
         visible = engine.visible()
+        mean_wait = engine.mean_wait(visible)  # the same for every launch scored at this epoch
         best: tuple[float, Decision] | None = None
         for task in visible:
             for k in self.ks_for(task):
                 servers = engine.default_servers(k, task.model)
                 if servers is None:
                     continue
-                for steps in grid:
-                    est = engine.estimate(task, servers, steps)
-                    r = engine.reward(task, est, steps, visible)
+                for steps, est in zip(grid, engine.estimates(task, servers, grid), strict=True):
+                    r = engine.reward(task, est, steps, mean_wait=mean_wait)
                     if best is None or r > best[0]:
                         best = (r, Decision(task.id, steps, servers))
         return None if best is None else best[1]
