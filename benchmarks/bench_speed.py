@@ -28,6 +28,12 @@ SWEEP_SEEDS = 5
 SWEEP_RUNS = 6 * 6 * SWEEP_SEEDS
 
 
+def _per_second(benchmark, count: int) -> float | None:
+    """``count`` per median wall-second of the timed rounds (None with --benchmark-disable)."""
+    stats = getattr(benchmark, "stats", None)
+    return round(count / stats.stats.median, 1) if stats is not None else None
+
+
 def _sweep(root):
     from eatbench.sweep import run_sweep
 
@@ -55,7 +61,7 @@ def test_sweep_wall_time(benchmark, tmp_path):
     result = benchmark.pedantic(_sweep, setup=setup, rounds=3, iterations=1)
     assert len(result.results) == SWEEP_RUNS and result.reused == 0, "a sweep benchmark must not hit the cache"
     benchmark.extra_info.update({"runs": SWEEP_RUNS, "threads": 1})
-    benchmark.extra_info["runs_per_s"] = round(SWEEP_RUNS / benchmark.stats.stats.median, 1)
+    benchmark.extra_info["runs_per_s"] = _per_second(benchmark, SWEEP_RUNS)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +110,7 @@ def test_training_env_steps_per_second(benchmark):
 
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
     benchmark.extra_info.update({"env_steps": steps, "threads": 1})
-    benchmark.extra_info["env_steps_per_s"] = round(steps / benchmark.stats.stats.median)
+    benchmark.extra_info["env_steps_per_s"] = _per_second(benchmark, steps)
 
 
 @pytest.mark.benchmark(group="training")
@@ -138,4 +144,4 @@ def test_training_loop_steps_per_second(benchmark, tmp_path, scheduler):
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({"env_steps": budget, "threads": 1, "scheduler": scheduler})
-    benchmark.extra_info["env_steps_per_s"] = round(budget / benchmark.stats.stats.median, 1)
+    benchmark.extra_info["env_steps_per_s"] = _per_second(benchmark, budget)

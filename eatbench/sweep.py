@@ -184,6 +184,27 @@ def _coerce(current, value):
     return value
 
 
+def split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """``(plain overrides, sweep overrides as key -> values)``: ``scheduler=fifo,mine`` is a
+    sweep over its values, as in ``eatbench run -m``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    plain: list[str] = []
+    swept: dict[str, list[str]] = {}
+    for text in overrides:
+        try:
+            ov = parser.parse_override(text)
+        except HydraException as err:
+            raise ConfigError(f"bad override {text!r}: {str(err).strip().splitlines()[0]}") from None
+        if ov.is_sweep_override():
+            swept[ov.get_key_element().lstrip("+~")] = [str(v) for v in ov.sweep_string_iterator()]
+        else:
+            plain.append(text)
+    return plain, swept
+
+
 def plan(
     experiment: str,
     overrides: Sequence[str] = (),
@@ -194,12 +215,17 @@ def plan(
     """Expand an experiment into job groups.
 
     :returns: (override lists, one per point x scheduler; the seeds; skipped schedulers).
-        ``overrides`` win over the experiment's swept values for the same key.
+        A plain override fixes its key (it wins over the experiment's swept values); a sweep
+        override (``scheduler=fifo,mine``) replaces the key's values in the grid.
     """
-    raw = compose_raw(overrides, experiment)
+    plain, swept = split_overrides(overrides)
+    raw = compose_raw(plain, experiment)
     params = sweep_params(raw)
-    fixed_keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    fixed_keys = {o.split("=", 1)[0].lstrip("+~") for o in plain}
     params = {k: v for k, v in params.items() if k.lstrip("+~") not in fixed_keys}
+    for key, values in swept.items():
+        match = next((k for k in params if k.lstrip("+~") == key), key)
+        params[match] = values
     if quick:
         params = quick_grid(params)
     seed_values = [int(s) for s in params.pop("seed", [str(raw.seed)])]
@@ -255,7 +281,7 @@ def run_sweep(
     groups, seed_values, skipped = plan(experiment, overrides, seeds=seeds, quick=quick)
     name = variant_name(experiment, overrides, swept_keys(experiment))
     out = SweepResult(name, skipped=skipped, root=Path(root))
-    spec = _SweepSpec(experiment, name, tuple(overrides), tuple(seed_values), str(root))
+    spec = _SweepSpec(experiment, name, tuple(split_overrides(overrides)[0]), tuple(seed_values), str(root))
     bar = _progress(len(groups) * len(seed_values), f"sweep {name}", progress)
     try:
         if jobs <= 1 or len(groups) <= 1:
