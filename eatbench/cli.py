@@ -26,14 +26,90 @@ examples:
 
 #: command name -> (one-line help, task function taking the composed config)
 COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {}
+#: command name -> its own ``--flags`` (flag -> takes a value), taken out before Hydra parses the rest
+FLAGS: dict[str, dict[str, bool]] = {}
+#: the flags of the running command (``--wandb-report-json PATH`` -> ``{"wandb_report_json": "PATH"}``)
+OPTIONS: dict[str, object] = {}
 
 
-def command(name: str, help: str) -> Callable:
+def command(name: str, help: str, flags: dict[str, bool] | None = None) -> Callable:
+    """Register ``fn`` as ``eatbench <name>``; ``flags`` are its own ``--flag`` options
+    (``True``: takes a value), read by the task from :data:`OPTIONS`."""
+
     def add(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
         COMMANDS[name] = (help, fn)
+        FLAGS[name] = dict(flags or {})
         return fn
 
     return add
+
+
+def split_flags(name: str, args: list[str]) -> tuple[dict[str, object], list[str]]:
+    """Take command ``name``'s own flags out of ``args``: (their values, the Hydra arguments).
+
+    :raises SystemExit: a flag that needs a value has none.
+    """
+    flags = FLAGS.get(name, {})
+    options: dict[str, object] = {}
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        flag, eq, value = arg.partition("=")
+        if flag not in flags:
+            rest.append(arg)
+            continue
+        key = flag.lstrip("-").replace("-", "_")
+        if flags[flag]:
+            value = value if eq else next(it, "")
+            if not value or value.startswith("-"):
+                print(f"eatbench {name}: {flag} needs a value", file=sys.stderr)
+                raise SystemExit(2)
+            options[key] = value
+        else:
+            options[key] = True
+    return options, rest
+
+
+COMPLETION_SCRIPT = """\
+# eatbench tab completion (bash): eval "$(eatbench run -sc install=bash)"
+_eatbench_completion()
+{
+    local words=($COMP_LINE)
+    local word=${COMP_WORDS[COMP_CWORD]}
+    if (( COMP_CWORD <= 1 )); then
+        COMPREPLY=($(compgen -W "%(commands)s" -- "$word"))
+        return
+    fi
+    local choices=$(COMP_POINT=$COMP_POINT COMP_LINE=$COMP_LINE ${words[0]} ${words[1]} -sc query=bash 2>/dev/null)
+    COMPREPLY=($(compgen -o nospace -o default -W "$choices" -- "$word"))
+}
+COMP_WORDBREAKS=${COMP_WORDBREAKS//=}
+COMP_WORDBREAKS=$COMP_WORDBREAKS complete -o nospace -o default -F _eatbench_completion eatbench
+"""
+
+
+def _shell_completion(name: str, rest: list[str]) -> list[str] | None:
+    """Hydra's ``-sc`` for a subcommand: ``install=bash`` prints a script that completes
+    ``eatbench <command> ...`` (Hydra's own registers a nonexistent ``eatbench-<command>``);
+    ``query=bash`` drops the command word from ``COMP_LINE`` so Hydra completes the overrides.
+    Returns the arguments for Hydra, or ``None`` when the script was printed."""
+    import os
+
+    flag = "-sc" if "-sc" in rest else "--shell-completion" if "--shell-completion" in rest else None
+    if flag is None or rest.index(flag) + 1 >= len(rest):
+        return rest
+    action = rest[rest.index(flag) + 1]
+    if action in ("install=bash", "install"):
+        print(COMPLETION_SCRIPT % {"commands": " ".join(COMMANDS)})
+        return None
+    if action.startswith("uninstall"):
+        print("complete -r eatbench 2>/dev/null; unset -f _eatbench_completion")
+        return None
+    if action.startswith("query") and "COMP_LINE" in os.environ:
+        words = os.environ["COMP_LINE"].split(" ")
+        if len(words) > 1 and words[1] == name:  # "eatbench run k=v" -> "eatbench k=v"
+            os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
+    return rest
 
 
 def _format_summary(summary: dict) -> str:
@@ -61,8 +137,10 @@ def run_command(raw: DictConfig) -> object:
     existed = cfg.output.write and cfg.output.resume and (run_dir(cfg) / "summary.json").is_file()
     result = run_experiment(cfg)
     where = f" -> {result.out_dir}" + (" (already done; skipped)" if existed else "") if result.out_dir else ""
-    print(f"[eatbench] {cfg.experiment} scheduler={cfg.scheduler.name} seed={cfg.seed}{where}")
-    print(_format_summary(result.summary))
+    head = f"[eatbench] {cfg.experiment} scheduler={cfg.scheduler.name} seed={cfg.seed}{where}"
+    # one write per job, so parallel launcher workers (joblib) never interleave their blocks
+    sys.stdout.write(f"{head}\n{_format_summary(result.summary)}\n")
+    sys.stdout.flush()
     return result.summary
 
 
@@ -92,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eatbench: unknown command {name!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     _, fn = COMMANDS[name]
+    options, rest = split_flags(name, rest)
+    OPTIONS.clear()
+    OPTIONS.update(options)
+    rest = _shell_completion(name, rest)
+    if rest is None:
+        return 0
     register_configs()
 
     def task(raw: DictConfig) -> object:

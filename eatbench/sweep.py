@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eatbench.compose import compose_experiment, compose_raw, conf_dir, sweep_params
+from eatbench.compose import compose_experiment, compose_raw, conf_dir, split_sweep_overrides, sweep_params
 from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_kinds
 from eatbench.runner import RunResult, run_dir, run_experiment
 
@@ -91,7 +91,10 @@ def quick_grid(params: dict[str, list[str]]) -> dict[str, list[str]]:
 
 def variant_name(experiment: str, overrides: Sequence[str]) -> str:
     """The result-folder name of an experiment run with extra ``overrides``
-    (``paper_rates`` or ``paper_rates@1a2b3c``), so variants never mix in one report."""
+    (``paper_rates`` or ``paper_rates@1a2b3c``), so variants never mix in one report.
+    Choosing schedulers (``scheduler=mine`` or ``scheduler=mine,eat``) is not a variant: each
+    scheduler has its own folder, so a user's scheduler joins the experiment's results."""
+    overrides = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "scheduler"]
     if not overrides:
         return experiment
     digest = hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6]
@@ -104,16 +107,29 @@ def plan(
     *,
     seeds: int | None = None,
     quick: bool = False,
+    schedulers: Sequence[str] = (),
 ) -> tuple[list[list[str]], list[int], dict[str, str]]:
     """Expand an experiment into job groups.
 
+    :param schedulers: schedulers added to the experiment's own (each must be available).
     :returns: (override lists, one per point x scheduler; the seeds; skipped schedulers).
-        ``overrides`` win over the experiment's swept values for the same key.
+        ``overrides`` win over the experiment's swept values for the same key; a sweep
+        override (``scheduler=mine,eat``) replaces them.
     """
+    overrides, sweeps = split_sweep_overrides(overrides)
     raw = compose_raw(overrides, experiment)
     params = sweep_params(raw)
     fixed_keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    params = {k: v for k, v in params.items() if k.lstrip("+~") not in fixed_keys}
+    params = {k: v for k, v in params.items() if k.lstrip("+~") not in fixed_keys | set(sweeps)}
+    params.update(sweeps)
+    for name in schedulers:
+        reason = scheduler_available(name)
+        if reason is not None:
+            raise ConfigError(f"scheduler={name} is invalid: {reason}")
+        if "scheduler" in params and name not in params["scheduler"]:
+            params["scheduler"] = [*params["scheduler"], name]
+        elif "scheduler" not in params:
+            params["scheduler"] = [str(raw.scheduler.name), name]
     if quick:
         params = quick_grid(params)
     seed_values = [int(s) for s in params.pop("seed", [str(raw.seed)])]
@@ -147,6 +163,7 @@ def run_sweep(
     quick: bool = False,
     progress: bool = True,
     on_result: Callable[[RunResult], None] | None = None,
+    schedulers: Sequence[str] = (),
 ) -> SweepResult:
     """Run every job of ``experiment`` (with ``overrides``) and write result files under ``root``.
 
@@ -157,11 +174,16 @@ def run_sweep(
     :param quick: the reduced grid of :func:`quick_grid`.
     :param progress: show a tqdm bar over jobs (on stderr).
     :param on_result: called with each finished job's result.
+    :param schedulers: schedulers added to the experiment's own, in the same result set
+        (``--eat-scheduler``); a learned one among them must load its checkpoint.
     """
-    groups, seed_values, skipped = plan(experiment, overrides, seeds=seeds, quick=quick)
+    groups, seed_values, skipped = plan(experiment, overrides, seeds=seeds, quick=quick, schedulers=schedulers)
     name = variant_name(experiment, overrides)
     out = SweepResult(name, skipped=skipped, root=Path(root))
-    explicit = any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in overrides)
+    overrides, sweeps = split_sweep_overrides(overrides)  # the sweeps are in the groups
+    # schedulers the user named: a learned one that cannot load its checkpoint is an error, not a skip
+    explicit_names = set(schedulers) | set(sweeps.get("scheduler", ()))
+    explicit_names |= {o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "scheduler"}
     loadable: dict[tuple, str | None] = {}
     bar = _progress(len(groups) * len(seed_values), f"sweep {name}", progress)
     try:
@@ -172,7 +194,7 @@ def run_sweep(
             if cfg.scheduler.name in LEARNED:
                 reason = _learned_loads(cfg, loadable)
                 if reason is not None:
-                    if explicit:
+                    if cfg.scheduler.name in explicit_names:
                         raise ConfigError(reason)
                     out.skipped.setdefault(cfg.scheduler.name, reason)
                     bar.update(len(seed_values))

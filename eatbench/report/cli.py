@@ -1,14 +1,20 @@
 """``eatbench report`` and ``eatbench sweep`` (imported by ``eatbench.cli`` on start).
 
-- ``eatbench report [output.root=DIR/results] [output.wandb=offline]``: rebuild
-  ``DIR/REPORT.md`` (default ``reports/``) and its figures from the result files alone.
+Where things go (the same default for every command, ``eatbench run``, ``eatbench run -m``,
+``eatbench sweep``, ``python -m eatbench.sweep``, ``pytest benchmarks``, ``eatbench report``
+and the nox sessions): result files in ``output.root`` (default ``reports/results``), the
+report (``REPORT.md``, ``figures/``, ``data/``, W&B runs) in :func:`report_dir_for` of it:
+``DIR/results`` -> ``DIR`` (so ``reports/``); any other root (or one directly in the current
+directory) -> ``<root>/report``, never the current directory.
+
+- ``eatbench report [output.root=DIR/results] [output.wandb=offline|online]
+  [--wandb-report] [--wandb-report-json PATH]``: rebuild the report from the result files
+  alone; optionally log the runs to W&B, publish the W&B Report (online) or write its
+  definition (offline JSON).
 - ``eatbench sweep +experiment=NAME [overrides...]``: run the experiment's whole grid
   in-process with a progress bar and resume (``python -m eatbench.sweep`` adds ``--quick``
   and ``--seeds``). ``eatbench run -m +experiment=NAME`` runs the same grid through a
   Hydra launcher instead.
-
-For both, results live in ``output.root`` (default ``reports/results``) and the report
-directory is its parent.
 """
 
 from __future__ import annotations
@@ -17,9 +23,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from eatbench.cli import command
+from eatbench.cli import OPTIONS, command
 
-DEFAULT_ROOT = Path("reports") / "results"
+DEFAULT_REPORT_DIR = Path("reports")
+DEFAULT_ROOT = DEFAULT_REPORT_DIR / "results"
+
+
+def report_dir_for(root: str | Path) -> Path:
+    """The report directory of the results root ``root``: its parent when the root is
+    ``DIR/results`` (``reports/results`` -> ``reports``), else ``<root>/report`` (never the
+    current directory)."""
+    root = Path(root)
+    parent = root.parent
+    if root.name == "results" and parent.resolve() != Path.cwd().resolve():
+        return parent
+    return root / "report"
 
 
 def _task_overrides() -> list[str]:
@@ -28,25 +46,40 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def _results_root(overrides: list[str], raw: DictConfig) -> Path:
-    """``output.root`` if given on the command line, else ``reports/results``."""
-    given = any(o.split("=", 1)[0] == "output.root" for o in overrides)
-    return Path(raw.output.root) if given else DEFAULT_ROOT
-
-
-@command("report", "rebuild REPORT.md and figures from result files (output.root=DIR/results)")
+@command(
+    "report",
+    "rebuild REPORT.md and figures from result files (output.root=DIR/results; --wandb-report[-json PATH])",
+    flags={"--wandb-report": False, "--wandb-report-json": True},
+)
 def report_command(raw: DictConfig) -> object:
     from eatbench.report.markdown import write_report
 
-    root = _results_root(_task_overrides(), raw)
-    path = write_report(root.parent, root)
+    root = Path(raw.output.root)
+    out_dir = report_dir_for(root)
+    path = write_report(out_dir, root)
     print(f"[eatbench] report -> {path}")
     mode = str(raw.output.wandb)
     if mode != "disabled":
         from eatbench.report.wandb_log import log_experiments
 
-        logged = log_experiments(root, mode=mode, wandb_dir=root.parent, figures_dir=root.parent / "figures")
+        logged = log_experiments(root, mode=mode, wandb_dir=out_dir, figures_dir=out_dir / "figures")
         print(f"[eatbench] W&B ({mode}): {logged.runs} runs" + "".join(f"\n  error: {e}" for e in logged.errors))
+        if mode == "offline" and logged.wandb_files:
+            print(f"  upload: wandb sync --include-offline {out_dir / 'wandb'}/offline-run-*")
+    if OPTIONS.get("wandb_report_json"):
+        from eatbench.report.wandb_report import write_report_json
+
+        print(f"[eatbench] W&B report definition -> {write_report_json(root, str(OPTIONS['wandb_report_json']))}")
+    if OPTIONS.get("wandb_report"):
+        from eatbench.config import ConfigError
+        from eatbench.report.wandb_report import publish_report
+
+        if mode != "online":
+            raise ConfigError(
+                f"output.wandb={mode} is invalid with --wandb-report; allowed: online (the report reads the "
+                "runs from W&B; use --wandb-report-json PATH offline)"
+            )
+        print(f"[eatbench] W&B report -> {publish_report(root)}")
     return str(path)
 
 
@@ -59,7 +92,7 @@ def sweep_command(raw: DictConfig) -> object:
     experiment = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "+experiment"), None)
     if experiment is None:
         raise ConfigError("eatbench sweep needs +experiment=NAME (a conf/experiment file)")
-    root = _results_root(overrides, raw)
+    root = Path(raw.output.root)
     rest = [o for o in overrides if o.split("=", 1)[0] not in ("+experiment", "output.root")]
     res = run_sweep(experiment, rest, root=root)
     note = "".join(f"\n  skipped {s}: {why}" for s, why in res.skipped.items())
