@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eatbench.compose import compose_experiment, compose_raw, conf_dir, split_sweep_overrides, sweep_params
 from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_kinds
@@ -161,7 +162,7 @@ def run_sweep(
     root: str | Path = "reports/results",
     seeds: int | None = None,
     quick: bool = False,
-    progress: bool = True,
+    progress: bool | Callable[[int, str], Any] = True,
     on_result: Callable[[RunResult], None] | None = None,
     schedulers: Sequence[str] = (),
 ) -> SweepResult:
@@ -172,7 +173,8 @@ def run_sweep(
     :param root: results root; a job's files go to ``root/<experiment>/<scheduler>/<point>/seed=<s>/``.
     :param seeds: use seeds ``0..seeds-1`` instead of the experiment's.
     :param quick: the reduced grid of :func:`quick_grid`.
-    :param progress: show a tqdm bar over jobs (on stderr).
+    :param progress: show a tqdm bar over jobs (on stderr), or ``(total, description) -> bar``
+        for another display (``update``, ``set_postfix_str``, ``close``, like tqdm's).
     :param on_result: called with each finished job's result.
     :param schedulers: schedulers added to the experiment's own, in the same result set
         (``--eat-scheduler``); a learned one among them must load its checkpoint.
@@ -234,7 +236,9 @@ def _learned_loads(cfg: ExperimentConfig, cache: dict[tuple, str | None]) -> str
     return cache[key]
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool | Callable[[int, str], Any]):
+    if callable(enabled):
+        return enabled(total, desc)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="run", disable=not enabled, leave=False, file=sys.stderr)

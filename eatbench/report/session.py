@@ -42,6 +42,7 @@ class SessionOptions:
     report_dir: Path = Path("reports")
     wandb: str = "offline"
     quick: bool = False
+    schedulers: tuple[str, ...] = ()  # --eat-scheduler: added to every sweep's own schedulers
 
 
 @dataclass
@@ -62,6 +63,11 @@ class EatbenchSession:
     report_path: Path | None = None
     wandb_note: str = ""
     errors: list[str] = field(default_factory=list)
+    #: ``(total runs, experiment) -> bar`` (``update``, ``set_postfix_str``, ``close``) showing a
+    #: sweep's progress (the plugin's, through pytest's terminal); ``None``: no progress shown.
+    progress: Any = None
+    #: called with ``(name, SweepRecord)`` when a sweep of this session finishes.
+    on_sweep: Any = None
 
     @property
     def results_root(self) -> Path:
@@ -88,9 +94,12 @@ class EatbenchSession:
                 root=self.results_root,
                 seeds=self.options.seeds,
                 quick=self.options.quick,
-                progress=True,
+                progress=self.progress or False,
+                schedulers=self.options.schedulers,
             )
             self.sweeps[key] = SweepRecord(result, time.perf_counter() - t0)
+            if self.on_sweep is not None:
+                self.on_sweep(key, self.sweeps[key])
         return self.sweeps[key].result
 
     def table(self, name: str) -> pd.DataFrame:
