@@ -65,7 +65,7 @@ def report_command(raw: DictConfig) -> object:
         logged = log_experiments(root, mode=mode, wandb_dir=out_dir, figures_dir=out_dir / "figures")
         print(f"[eatbench] W&B ({mode}): {logged.runs} runs" + "".join(f"\n  error: {e}" for e in logged.errors))
         if mode == "offline" and logged.wandb_files:
-            print(f"  upload: wandb sync --include-offline {out_dir / 'wandb'}/offline-run-*")
+            print(f"  upload: wandb sync {out_dir / 'wandb'}/offline-run-*")
     if OPTIONS.get("wandb_report_json"):
         from eatbench.report.wandb_report import write_report_json
 

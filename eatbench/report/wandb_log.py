@@ -18,7 +18,7 @@ W&B is offline by default and never required: every run is first written as JSON
 ``<wandb_dir>/eatbench-wandb/`` (the source of truth, read back by tests), and any W&B error
 is collected and reported, never raised, so local results are never lost.
 Offline runs land in ``<wandb_dir>/wandb/offline-run-*``; upload them with
-``wandb sync --include-offline <wandb_dir>/wandb/offline-run-*``.
+``wandb sync <wandb_dir>/wandb/offline-run-*``.
 """
 
 from __future__ import annotations
