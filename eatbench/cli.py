@@ -32,16 +32,39 @@ FLAGS: dict[str, dict[str, bool]] = {}
 OPTIONS: dict[str, object] = {}
 
 
-def command(name: str, help: str, flags: dict[str, bool] | None = None) -> Callable:
+#: commands that run a grid themselves and take sweep overrides (``scheduler=a,b``) without ``-m``
+TAKES_SWEEPS: set[str] = set()
+
+
+def command(name: str, help: str, flags: dict[str, bool] | None = None, takes_sweeps: bool = False) -> Callable:
     """Register ``fn`` as ``eatbench <name>``; ``flags`` are its own ``--flag`` options
-    (``True``: takes a value), read by the task from :data:`OPTIONS`."""
+    (``True``: takes a value), read by the task from :data:`OPTIONS`. With ``takes_sweeps``,
+    sweep overrides (``scheduler=a,b``) are kept from Hydra (which refuses them without
+    ``-m``) and given to the task as ``OPTIONS["sweeps"]``."""
 
     def add(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
         COMMANDS[name] = (help, fn)
         FLAGS[name] = dict(flags or {})
+        if takes_sweeps:
+            TAKES_SWEEPS.add(name)
         return fn
 
     return add
+
+
+def _take_sweeps(args: list[str]) -> tuple[list[str], list[str]]:
+    """(sweep overrides, the other arguments) of ``args``; flags and malformed ones stay."""
+    from eatbench.compose import split_sweep_overrides
+
+    sweeps: list[str] = []
+    rest: list[str] = []
+    for arg in args:
+        try:
+            is_sweep = "=" in arg and not arg.startswith("-") and bool(split_sweep_overrides([arg])[1])
+        except ConfigError:
+            is_sweep = False  # Hydra reports it
+        (sweeps if is_sweep else rest).append(arg)
+    return sweeps, rest
 
 
 def split_flags(name: str, args: list[str]) -> tuple[dict[str, object], list[str]]:
@@ -173,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     options, rest = split_flags(name, rest)
     OPTIONS.clear()
     OPTIONS.update(options)
+    if name in TAKES_SWEEPS:
+        OPTIONS["sweeps"], rest = _take_sweeps(rest)
     rest = _shell_completion(name, rest)
     if rest is None:
         return 0

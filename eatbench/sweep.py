@@ -93,9 +93,9 @@ def quick_grid(params: dict[str, list[str]]) -> dict[str, list[str]]:
 def variant_name(experiment: str, overrides: Sequence[str]) -> str:
     """The result-folder name of an experiment run with extra ``overrides``
     (``paper_rates`` or ``paper_rates@1a2b3c``), so variants never mix in one report.
-    Choosing schedulers (``scheduler=mine`` or ``scheduler=mine,eat``) is not a variant: each
-    scheduler has its own folder, so a user's scheduler joins the experiment's results."""
-    overrides = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "scheduler"]
+    Choosing schedulers (``scheduler=mine`` or ``scheduler=mine,eat``) or seeds is not a
+    variant: each has its own folder, so a user's scheduler joins the experiment's results."""
+    overrides = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("scheduler", "seed")]
     if not overrides:
         return experiment
     digest = hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6]

@@ -95,3 +95,41 @@ def test_report_flag_without_its_value_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         main(["report", "--wandb-report-json"])
     assert "--wandb-report-json needs a value" in capsys.readouterr().err
+
+
+def test_in_process_sweeps_take_a_scheduler_list(tmp_path, capsys):
+    from eatbench.sweep import main as sweep_main
+
+    root = tmp_path / "results"
+    common = ["workload.rate=0.05", "workload.n_tasks=8", "seed=0"]
+    main(["sweep", "+experiment=paper_rates", "scheduler=fifo,greedy", *common, f"output.root={root}"])
+    assert "2 runs (0 reused)" in capsys.readouterr().out
+    args = [
+        "paper_rates",
+        "--root",
+        str(root),
+        *[x for o in ["scheduler=greedy,round_robin", *common] for x in ("-o", o)],
+    ]
+    assert sweep_main(args) == 0
+    assert "2 runs (1 reused)" in capsys.readouterr().out
+    (name,) = _schedulers(root)  # one result set, whatever schedulers or seeds were chosen
+    assert name.startswith("paper_rates@") and _schedulers(root)[name] == {"fifo", "greedy", "round_robin"}
+
+
+def test_run_command_writes_each_jobs_block_at_once(tmp_path, monkeypatch):
+    """Parallel launcher workers share the terminal: one write per job keeps blocks whole."""
+    writes: list[str] = []
+
+    class Out:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdout", Out())
+    main(["run", "scheduler=fifo", "workload.n_tasks=8"])
+    (block,) = [w for w in writes if "[eatbench]" in w]
+    assert "scheduler=fifo" in block and "response_mean" in block and block.endswith("\n")

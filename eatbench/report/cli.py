@@ -83,7 +83,7 @@ def report_command(raw: DictConfig) -> object:
     return str(path)
 
 
-@command("sweep", "run an experiment's grid in-process with progress and resume (+experiment=NAME)")
+@command("sweep", "run an experiment's grid in-process with progress and resume (+experiment=NAME)", takes_sweeps=True)
 def sweep_command(raw: DictConfig) -> object:
     from eatbench.config import ConfigError
     from eatbench.sweep import run_sweep
@@ -94,6 +94,7 @@ def sweep_command(raw: DictConfig) -> object:
         raise ConfigError("eatbench sweep needs +experiment=NAME (a conf/experiment file)")
     root = Path(raw.output.root)
     rest = [o for o in overrides if o.split("=", 1)[0] not in ("+experiment", "output.root")]
+    rest += list(OPTIONS.get("sweeps", ()))  # scheduler=a,b: replaces the experiment's list
     res = run_sweep(experiment, rest, root=root)
     note = "".join(f"\n  skipped {s}: {why}" for s, why in res.skipped.items())
     print(f"[eatbench] {res.experiment}: {len(res.results)} runs ({res.reused} reused) -> {root}{note}")
