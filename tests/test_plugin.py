@@ -214,3 +214,20 @@ def test_sweep_progress_goes_through_the_terminal_reporter_and_is_quiet_under_q(
     quiet.assert_outcomes(passed=1)
     assert "3/3 runs" not in quiet.stdout.str()
     quiet.stdout.fnmatch_lines(["eatbench paper_rates@*: 3 runs (3 reused) in *s"])
+
+
+def test_sweeps_of_one_experiment_with_other_schedulers_share_its_results(pytester, tmp_path):
+    pytester.makepyfile(
+        test_sweep="""
+        def test_sweep(eat_sweep):
+            fifo = eat_sweep("paper_rates", "scheduler=fifo")
+            greedy = eat_sweep("paper_rates", "scheduler=greedy")
+            assert {r.config.scheduler.name for r in fifo.results} == {"fifo"}
+            assert {r.config.scheduler.name for r in greedy.results} == {"greedy"}
+            assert fifo.experiment == greedy.experiment and eat_sweep("paper_rates", "scheduler=fifo") is fifo
+        """
+    )
+    args = ["--eat-quick", "--eat-seeds=1", f"--eat-report={tmp_path}/rep", "--eat-wandb=disabled"]
+    result = pytester.runpytest(*args, "--eat-override=workload.n_tasks=8", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*paper_rates@*: 6 runs (0 reused) in * s; seeds [[]0[]]*"])

@@ -68,6 +68,8 @@ class EatbenchSession:
     progress: Any = None
     #: called with ``(name, SweepRecord)`` when a sweep of this session finishes.
     on_sweep: Any = None
+    #: each sweep's result by (experiment, overrides); ``sweeps`` merges those of one result set
+    sweep_results: dict[tuple, SweepResult] = field(default_factory=dict)
 
     @property
     def results_root(self) -> Path:
@@ -86,7 +88,9 @@ class EatbenchSession:
         experiment = experiment or self.options.experiment
         overrides = self.overrides(extra)
         key = variant_name(experiment, overrides)
-        if key not in self.sweeps:
+        # sweeps differing only in their schedulers or seeds share one result set (``key``)
+        done = (experiment, tuple(sorted(overrides)))
+        if done not in self.sweep_results:
             t0 = time.perf_counter()
             result = run_sweep(
                 experiment,
@@ -97,10 +101,12 @@ class EatbenchSession:
                 progress=self.progress or False,
                 schedulers=self.options.schedulers,
             )
-            self.sweeps[key] = SweepRecord(result, time.perf_counter() - t0)
+            record = SweepRecord(result, time.perf_counter() - t0)
+            self.sweep_results[done] = result
+            self.sweeps[key] = _merged(self.sweeps.get(key), record)
             if self.on_sweep is not None:
-                self.on_sweep(key, self.sweeps[key])
-        return self.sweeps[key].result
+                self.on_sweep(key, record)
+        return self.sweep_results[done]
 
     def table(self, name: str) -> pd.DataFrame:
         """The per-run table (``aggregate.load_runs``) of a sweep of this session."""
@@ -188,6 +194,19 @@ class EatbenchSession:
             lines.append(self.wandb_note)
         lines += [f"error: {e}" for e in self.errors]
         return lines
+
+
+def _merged(old: SweepRecord | None, new: SweepRecord) -> SweepRecord:
+    """Two sweeps of one result set (other schedulers or seeds) as one record."""
+    if old is None:
+        return new
+    from eatbench.sweep import SweepResult
+
+    a, b = old.result, new.result
+    merged = SweepResult(
+        a.experiment, [*a.results, *b.results], {**a.skipped, **b.skipped}, a.reused + b.reused, a.root
+    )
+    return SweepRecord(merged, old.wall_s + new.wall_s)
 
 
 def flat_metrics(
