@@ -363,18 +363,29 @@ def _install_progress(config: pytest.Config, session: Any) -> None:
     capman = config.pluginmanager.get_plugin("capturemanager")
     uncaptured = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
     verbosity = config.get_verbosity()
+    # the test file whose line the sweep interrupts (pytest wrote its name before the test ran)
+    interrupted: dict[str, Any] = {}
+
+    def progress(total: int, desc: str) -> TerminalProgress:
+        interrupted.setdefault("fspath", reporter.currentfspath)
+        return TerminalProgress(reporter, total, desc, uncaptured)
+
     if verbosity >= 0:
-        session.progress = lambda total, desc: TerminalProgress(reporter, total, desc, uncaptured)
+        session.progress = progress
     if verbosity >= -1:
 
         def summary(name: str, record: Any) -> None:
             res = record.result
             skipped = f"; skipped {', '.join(res.skipped)}" if res.skipped else ""
+            fspath = interrupted.pop("fspath", reporter.currentfspath)
             with uncaptured():
                 reporter.ensure_newline()
                 reporter.write_line(
                     f"eatbench {name}: {len(res.results)} runs ({res.reused} reused) in {record.wall_s:.1f} s{skipped}"
                 )
+                if fspath is not None and verbosity <= 0:  # its outcome letters go on a line of their own
+                    reporter.write(f"{os.path.relpath(fspath, reporter.startpath)} ")
+                    reporter.currentfspath = fspath
 
         session.on_sweep = summary
 
