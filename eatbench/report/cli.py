@@ -9,8 +9,8 @@ directory) -> ``<root>/report``, never the current directory.
 
 - ``eatbench report [output.root=DIR/results] [output.wandb=offline|online]
   [--wandb-report] [--wandb-report-json PATH]``: rebuild the report from the result files
-  alone; optionally log the runs to W&B, publish the W&B Report (online) or write its
-  definition (offline JSON).
+  alone; optionally log the runs to W&B, publish the W&B Report (``--wandb-report`` logs the
+  runs online and saves the report; needs a W&B login) or write its definition (offline JSON).
 - ``eatbench sweep +experiment=NAME [overrides...]``: run the experiment's whole grid
   in-process with a progress bar and resume (``python -m eatbench.sweep`` adds ``--quick``
   and ``--seeds``). ``eatbench run -m +experiment=NAME`` runs the same grid through a
@@ -59,6 +59,9 @@ def report_command(raw: DictConfig) -> object:
     path = write_report(out_dir, root)
     print(f"[eatbench] report -> {path}")
     mode = str(raw.output.wandb)
+    given = any(o.split("=", 1)[0] == "output.wandb" for o in _task_overrides())
+    if OPTIONS.get("wandb_report") and not given:
+        mode = "online"  # the W&B Report reads its runs from W&B: log them there first
     if mode != "disabled":
         from eatbench.report.wandb_log import log_experiments
 
@@ -76,8 +79,8 @@ def report_command(raw: DictConfig) -> object:
 
         if mode != "online":
             raise ConfigError(
-                f"output.wandb={mode} is invalid with --wandb-report; allowed: online (the report reads the "
-                "runs from W&B; use --wandb-report-json PATH offline)"
+                f"output.wandb={mode} is invalid with --wandb-report; allowed: online (the default with "
+                "--wandb-report: the report reads the runs from W&B; offline, use --wandb-report-json PATH)"
             )
         print(f"[eatbench] W&B report -> {publish_report(root)}")
     return str(path)
