@@ -152,3 +152,24 @@ def test_wandb_report_needs_online_mode(root, tmp_path, capsys):
             ["report", f"output.root={root}", "output.wandb=disabled", "--wandb-report", f"hydra.run.dir={tmp_path}/h"]
         )
     assert "output.wandb=disabled is invalid with --wandb-report; allowed: online" in capsys.readouterr().err
+
+
+def test_wandb_report_flag_logs_online_and_saves_the_report(root, tmp_path, monkeypatch, capsys):
+    """``--wandb-report`` without ``output.wandb``: the runs go online, then the report is saved
+    (W&B's network calls replaced: ``log_experiments`` and ``Report.save``)."""
+    import wandb_workspaces.reports.v2 as wr
+
+    import eatbench.report.wandb_log as wandb_log
+    from eatbench.cli import main
+
+    modes, saved = [], []
+    monkeypatch.setattr(
+        wandb_log, "log_experiments", lambda r, **kw: modes.append(kw["mode"]) or wandb_log.LogResult(tmp_path)
+    )
+    monkeypatch.setattr(wr.Report, "save", lambda self, **kw: saved.append(self))
+    monkeypatch.setattr(wr.Report, "url", property(lambda self: f"report-of-{self.entity}"))
+    monkeypatch.setenv("WANDB_ENTITY", "me")
+    main(["report", f"output.root={root}", "--wandb-report", f"hydra.run.dir={tmp_path}/h"])
+    assert modes == ["online"] and len(saved) == 1 and saved[0].entity == "me" and saved[0].project == "eatbench"
+    assert [b.text for b in saved[0].blocks if isinstance(b, wr.H2)][0].endswith("— paper_rates")
+    assert "W&B report -> report-of-me" in capsys.readouterr().out

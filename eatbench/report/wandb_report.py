@@ -136,7 +136,8 @@ def write_report_json(results_root: str | Path, path: str | Path, *, project: st
     runs = load_runs(results_root)
     if runs.empty:
         raise ValueError(f"output.root={results_root} is invalid; allowed: a folder with finished result files")
-    report = build_report(runs, project=project, entity=os.environ.get("WANDB_ENTITY"))
+    # no entity: with one, wandb-workspaces looks the project up online
+    report = build_report(runs, project=project, entity=None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report_definition(report), indent=1))
