@@ -21,7 +21,13 @@ commands:
 {extra}
 examples:
   eatbench run scheduler=greedy cluster=hetero8 workload.rate=0.05 seed=3
-  eatbench run -m +experiment=paper_rates hydra/launcher=joblib
+  eatbench run -m +experiment=paper_rates                    # the paper's sweep (joblib, 2 workers)
+  eatbench run -m +experiment=paper_rates scheduler=mine     # add a scheduler to its results
+  eatbench report                                            # reports/results -> reports/REPORT.md
+  eatbench run -m +experiment=paper_rates hydra/launcher=local_ray   # Ray (pip install -e ".[ray]")
+
+output: result files in output.root (default reports/results), the report beside them (reports/).
+tab completion (bash): eval "$(eatbench run -sc install=bash)"
 """
 
 #: command name -> (one-line help, task function taking the composed config)
