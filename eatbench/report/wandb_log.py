@@ -229,6 +229,7 @@ def _log_one(wandb, target: LogTarget, payload: RunPayload, figures: list[Path])
         tags=[cfg["scheduler"], str(cfg["backend"])],
         config=cfg,
         reinit="finish_previous",
+        settings=_lean_settings(wandb),
     )
     try:
         for key in X_KEYS:
@@ -248,6 +249,21 @@ def _log_one(wandb, target: LogTarget, payload: RunPayload, figures: list[Path])
     finally:
         run.finish()
     return path
+
+
+def _lean_settings(wandb):
+    """Settings that keep W&B from collecting what a result run does not need (the pip package
+    list, git state, system stats, console capture): a run is the record of one result folder,
+    whose ``config`` already holds the git revision; skipping them makes each run much cheaper to
+    log (hundreds of runs per sweep)."""
+    return wandb.Settings(
+        x_save_requirements=False,
+        disable_git=True,
+        x_disable_stats=True,
+        console="off",
+        save_code=False,
+        disable_job_creation=True,
+    )
 
 
 def write_jsonl(path: Path, payload: RunPayload) -> None:
