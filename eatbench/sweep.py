@@ -121,7 +121,8 @@ def plan(
     raw = compose_raw(overrides, experiment)
     params = sweep_params(raw)
     fixed_keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    params = {k: v for k, v in params.items() if k.lstrip("+~") not in fixed_keys | set(sweeps)}
+    swept_keys = {k.lstrip("+~") for k in sweeps}
+    params = {k: v for k, v in params.items() if k.lstrip("+~") not in fixed_keys | swept_keys}
     params.update(sweeps)
     for name in schedulers:
         reason = scheduler_available(name)
