@@ -133,3 +133,12 @@ def test_run_command_writes_each_jobs_block_at_once(tmp_path, monkeypatch):
     main(["run", "scheduler=fifo", "workload.n_tasks=8"])
     (block,) = [w for w in writes if "[eatbench]" in w]
     assert "scheduler=fifo" in block and "response_mean" in block and block.endswith("\n")
+
+
+def test_sweep_overrides_replace_the_experiments_values_in_process():
+    from eatbench.sweep import plan
+
+    groups, seeds, _ = plan("scalability", ["+experiment/scale=n4,n8", "scheduler=fifo", "seed=range(2)"])
+    assert groups == [["+experiment/scale=n4"], ["+experiment/scale=n8"]] and seeds == [0, 1]
+    groups, _, _ = plan("paper_rates", ["scheduler=fifo,greedy", "workload.rate=0.05"], schedulers=["round_robin"])
+    assert groups == [["scheduler=fifo"], ["scheduler=greedy"], ["scheduler=round_robin"]]
