@@ -66,3 +66,26 @@ def sweep_params(raw: DictConfig) -> dict[str, list[str]]:
         override = parser.parse_override(f"{key}={spec}")
         out[key] = [str(v) for v in override.sweep_string_iterator()] if override.is_sweep_override() else [str(spec)]
     return out
+
+
+def split_sweep_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split Hydra ``overrides`` into fixed ones and sweeps (``scheduler=mine,eat``,
+    ``seed=range(3)``): ``(fixed overrides, key as written (``+a/b``) -> list of values)``. A config cannot be
+    composed with a sweep ("Ambiguous value"); a grid replaces the experiment's values of
+    that key with the sweep's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    fixed: list[str] = []
+    sweeps: dict[str, list[str]] = {}
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+        except HydraException as err:
+            raise ConfigError(f"bad config or override ({text}): {err}") from err
+        if override.is_sweep_override():
+            sweeps[text.split("=", 1)[0]] = [str(v) for v in override.sweep_string_iterator()]
+        else:
+            fixed.append(text)
+    return fixed, sweeps

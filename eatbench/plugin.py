@@ -4,8 +4,9 @@ Only hooks and fixtures live here; the session logic is in :mod:`eatbench.report
 sweeps in :mod:`eatbench.sweep`, reports in :mod:`eatbench.report`. Nothing heavy (torch,
 pandas, matplotlib, wandb) is imported when pytest loads this module.
 
-Options (one ``eatbench`` group): ``--backend``, ``--eat-experiment``, ``--eat-override``,
-``--eat-seeds``, ``--eat-report``, ``--eat-wandb``, ``--eat-quick``.
+Options (one ``eatbench`` group): ``--backend`` (alias ``--eat-backend``), ``--eat-experiment``,
+``--eat-override``, ``--eat-scheduler``, ``--eat-seeds``, ``--eat-report``, ``--eat-wandb``,
+``--eat-quick``. Sweeps show their progress through pytest's terminal reporter.
 Markers: ``eat_figure(ID)``, ``eatbench(experiment=..., overrides=[...], <config field>=...)``,
 ``gpu``, ``slow``.
 """
@@ -13,7 +14,9 @@ Markers: ``eat_figure(ID)``, ``eatbench(experiment=..., overrides=[...], <config
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,23 @@ def parse_experiment(value: str) -> str:
     return value
 
 
+def parse_scheduler(value: str) -> str:
+    """A scheduler with a ``conf/scheduler/<value>.yaml`` (its class must be registered by the
+    time the sweep runs, e.g. imported from a ``conftest.py``)."""
+    from eatbench.compose import conf_dir
+    from eatbench.config import ConfigError
+
+    try:
+        names = sorted(p.stem for p in (conf_dir() / "scheduler").glob("*.yaml"))
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value not in names:
+        raise argparse.ArgumentTypeError(
+            f"--eat-scheduler={value} is invalid: no conf/scheduler/{value}.yaml; allowed: {', '.join(names)}"
+        )
+    return value
+
+
 def parse_override(value: str) -> str:
     """One Hydra override (``KEY=VALUE``, ``+KEY=VALUE``, ``group=option``), syntax-checked."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -92,6 +112,7 @@ def add_eatbench_options(addoption: Callable[..., Any], prefix: str = "eat-") ->
     """Add the eatbench options through ``addoption`` (a pytest group's or argparse's)."""
     addoption(
         "--backend",
+        f"--{prefix}backend",
         dest="eat_backend",
         default="sim",
         type=parse_backend,
@@ -115,6 +136,17 @@ def add_eatbench_options(addoption: Callable[..., Any], prefix: str = "eat-") ->
         type=parse_override,
         metavar="KEY=VALUE",
         help="Hydra override applied to every config (repeatable), e.g. workload.n_tasks=64. Default: none",
+    )
+    addoption(
+        f"--{prefix}scheduler",
+        dest="eat_schedulers",
+        default=[],
+        action="append",
+        type=parse_scheduler,
+        metavar="NAME",
+        help="add scheduler NAME (conf/scheduler/NAME.yaml, a registered class) to every sweep, next to "
+        "its own schedulers in the same results, figures and T1 table; finished runs are reused "
+        "(repeatable). Default: none",
     )
     addoption(
         f"--{prefix}seeds",
@@ -182,12 +214,14 @@ def pytest_configure(config: pytest.Config) -> None:
         wandb=config.getoption("eat_wandb"),
         quick=config.getoption("eat_quick"),
         allow_dirty=config.getoption("eat_allow_dirty"),
+        schedulers=tuple(dict.fromkeys(config.getoption("eat_schedulers") or ())),
     )
     if opts.backend == "gpu":
         _check_gpu_backend()
     if opts.wandb == "offline":
         os.environ.setdefault("WANDB_MODE", "offline")
     config.stash[SESSION_KEY] = EatbenchSession(opts)
+    _install_progress(config, config.stash[SESSION_KEY])
 
 
 def _check_gpu_backend() -> None:
@@ -213,10 +247,21 @@ def _check_gpu_backend() -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     o = _session(config).options
     return [
-        f"eatbench: backend={o.backend} experiment={o.experiment} seeds={_session(config).seed_count()} "
-        f"quick={o.quick} "
-        f"report={o.report_dir} wandb={o.wandb}" + (f" overrides={list(o.overrides)}" if o.overrides else "")
+        f"eatbench: backend={o.backend} experiment={o.experiment} seeds={_seeds_text(o)} quick={o.quick} "
+        f"report={o.report_dir} wandb={o.wandb}"
+        + (f" overrides={list(o.overrides)}" if o.overrides else "")
+        + (f" schedulers=+{','.join(o.schedulers)}" if o.schedulers else "")
     ]
+
+
+def _seeds_text(options) -> str:
+    """The seeds the sweeps run (quick mode keeps the first ``QUICK_SEEDS`` of ``--eat-seeds``)."""
+    from eatbench.sweep import QUICK_SEEDS
+
+    seeds = list(range(options.seeds))
+    if options.quick:
+        seeds = seeds[:QUICK_SEEDS]
+    return ",".join(map(str, seeds)) if len(seeds) <= 3 else f"{seeds[0]}..{seeds[-1]}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -247,6 +292,120 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def _session(config: pytest.Config):
     return config.stash[SESSION_KEY]
+
+
+# -- sweep progress on pytest's terminal ----------------------------------------------------
+class TerminalProgress:
+    """A sweep's progress through pytest's terminal reporter (pytest captures tqdm's stderr):
+    runs done / total, the experiment, the current job (scheduler, arrival rate, seed), runs
+    per second, elapsed and remaining time. On a terminal the line is rewritten in place (at
+    most every ``interval_tty`` seconds); otherwise (CI logs) a line every ``interval_log`` s.
+
+    :param reporter: pytest's ``TerminalReporter``.
+    :param total: jobs of the sweep.
+    :param desc: ``sweep <experiment>``.
+    :param uncaptured: context manager factory suspending pytest's output capture (the sweep
+        runs inside a test, whose output is captured).
+    """
+
+    def __init__(
+        self,
+        reporter: Any,
+        total: int,
+        desc: str,
+        uncaptured: Callable[[], Any] = contextlib.nullcontext,
+        interval_tty: float = 0.2,
+        interval_log: float = 10.0,
+    ) -> None:
+        self.reporter, self.total, self.done, self.uncaptured = reporter, total, 0, uncaptured
+        self.experiment = desc.removeprefix("sweep ")
+        self.current = ""
+        self.t0 = self.last = time.perf_counter()
+        self.tty = bool(getattr(reporter, "isatty", False))
+        self.interval = interval_tty if self.tty else interval_log
+        self.started = False
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.current = text
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.interval or self.done >= self.total:
+            self.last = now
+            self._show(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        """``eatbench paper_rates 12/270 runs [fifo 0.05/s seed=1] 3.1 runs/s elapsed 0:04 remaining 1:23``."""
+        elapsed = (now or time.perf_counter()) - self.t0
+        speed = self.done / elapsed if elapsed > 0 else 0.0
+        remaining = (self.total - self.done) / speed if speed > 0 else float("nan")
+        current = f" [{self.current}]" if self.current else ""
+        return (
+            f"eatbench {self.experiment} {self.done}/{self.total} runs{current} {speed:.1f} runs/s "
+            f"elapsed {_clock(elapsed)} remaining {_clock(remaining)}"
+        )
+
+    def _show(self, line: str) -> None:
+        with self.uncaptured():
+            if not self.started:
+                self.reporter.ensure_newline()
+                self.started = True
+            if self.tty:
+                self.reporter.rewrite(line)
+            else:
+                self.reporter.write_line(line)
+
+    def close(self) -> None:
+        if self.started and self.tty:
+            with self.uncaptured():
+                self.reporter.rewrite("")  # the per-experiment summary line replaces it
+                self.reporter.write("\r")
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``); ``?`` when unknown."""
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _install_progress(config: pytest.Config, session: Any) -> None:
+    """Progress bars (verbosity >= 0) and a one-line summary per experiment (unless ``-qq``)
+    through pytest's terminal reporter."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    uncaptured = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
+    verbosity = config.get_verbosity()
+    # the test file whose line the sweep interrupts (pytest wrote its name before the test ran)
+    interrupted: dict[str, Any] = {}
+
+    def progress(total: int, desc: str) -> TerminalProgress:
+        interrupted.setdefault("fspath", reporter.currentfspath)
+        return TerminalProgress(reporter, total, desc, uncaptured)
+
+    if verbosity >= 0:
+        session.progress = progress
+    if verbosity >= -1:
+
+        def summary(name: str, record: Any) -> None:
+            res = record.result
+            skipped = f"; skipped {', '.join(res.skipped)}" if res.skipped else ""
+            fspath = interrupted.pop("fspath", reporter.currentfspath)
+            with uncaptured():
+                reporter.ensure_newline()
+                reporter.write_line(
+                    f"eatbench {name}: {len(res.results)} runs ({res.reused} reused) in {record.wall_s:.1f} s{skipped}"
+                )
+                if fspath is not None and verbosity <= 0:  # its outcome letters go on a line of their own
+                    reporter.write(f"{os.path.relpath(fspath, reporter.startpath)} ")
+                    reporter.currentfspath = fspath
+
+        session.on_sweep = summary
 
 
 # -- fixtures -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import bootstrap, trim_mean
 
 #: the fewest seeds an interval is computed from.
 MIN_SEEDS = 3
@@ -70,8 +71,6 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic, paired: bool) -> tuple[float, float]:
     """BCa bootstrap bounds; the percentile method where BCa degenerates (near-constant data)."""
-    from scipy.stats import bootstrap
-
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BCa warns on near-degenerate samples
@@ -158,7 +157,6 @@ def iqm_interval(scores: Sequence[float]) -> Interval:
     those seeds (one task, so rliable's stratified bootstrap is a plain one; computed with
     scipy because rliable's bootstrap module needs ``arch``, which fails under pandas 3)."""
     from rliable import metrics as rmetrics
-    from scipy.stats import trim_mean
 
     x = _finite(scores)
     n = len(x)

@@ -23,8 +23,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from eatbench.compose import compose_experiment, compose_raw, conf_dir, sweep_params
+from eatbench.compose import compose_experiment, compose_raw, conf_dir, split_sweep_overrides, sweep_params
 from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_kinds, validate
 from eatbench.runner import RunResult, run_dir, run_experiment
 
@@ -184,48 +185,36 @@ def _coerce(current, value):
     return value
 
 
-def split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """``(plain overrides, sweep overrides as key -> values)``: ``scheduler=fifo,mine`` is a
-    sweep over its values, as in ``eatbench run -m``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    plain: list[str] = []
-    swept: dict[str, list[str]] = {}
-    for text in overrides:
-        try:
-            ov = parser.parse_override(text)
-        except HydraException as err:
-            raise ConfigError(f"bad override {text!r}: {str(err).strip().splitlines()[0]}") from None
-        if ov.is_sweep_override():
-            swept[ov.get_key_element().lstrip("+~")] = [str(v) for v in ov.sweep_string_iterator()]
-        else:
-            plain.append(text)
-    return plain, swept
-
-
 def plan(
     experiment: str,
     overrides: Sequence[str] = (),
     *,
     seeds: int | None = None,
     quick: bool = False,
+    schedulers: Sequence[str] = (),
 ) -> tuple[list[list[str]], list[int], dict[str, str]]:
     """Expand an experiment into job groups.
 
+    :param schedulers: schedulers added to the experiment's own (each must be available).
     :returns: (override lists, one per point x scheduler; the seeds; skipped schedulers).
         A plain override fixes its key (it wins over the experiment's swept values); a sweep
         override (``scheduler=fifo,mine``) replaces the key's values in the grid.
     """
-    plain, swept = split_overrides(overrides)
+    plain, sweeps = split_sweep_overrides(overrides)
     raw = compose_raw(plain, experiment)
     params = sweep_params(raw)
     fixed_keys = {o.split("=", 1)[0].lstrip("+~") for o in plain}
-    params = {k: v for k, v in params.items() if k.lstrip("+~") not in fixed_keys}
-    for key, values in swept.items():
-        match = next((k for k in params if k.lstrip("+~") == key), key)
-        params[match] = values
+    swept_keys = {k.lstrip("+~") for k in sweeps}
+    params = {k: v for k, v in params.items() if k.lstrip("+~") not in fixed_keys | swept_keys}
+    params.update(sweeps)
+    for name in schedulers:
+        reason = scheduler_available(name)
+        if reason is not None:
+            raise ConfigError(f"scheduler={name} is invalid: {reason}")
+        if "scheduler" in params and name not in params["scheduler"]:
+            params["scheduler"] = [*params["scheduler"], name]
+        elif "scheduler" not in params:
+            params["scheduler"] = [str(raw.scheduler.name), name]
     if quick:
         params = quick_grid(params)
     seed_values = [int(s) for s in params.pop("seed", [str(raw.seed)])]
@@ -257,9 +246,10 @@ def run_sweep(
     root: str | Path = "reports/results",
     seeds: int | None = None,
     quick: bool = False,
-    progress: bool = True,
+    progress: bool | Callable[[int, str], Any] = True,
     on_result: Callable[[RunResult], None] | None = None,
     jobs: int = 1,
+    schedulers: Sequence[str] = (),
 ) -> SweepResult:
     """Run every job of ``experiment`` (with ``overrides``) and write result files under ``root``.
 
@@ -272,16 +262,23 @@ def run_sweep(
     :param root: results root; a job's files go to ``root/<experiment>/<scheduler>/<point>/seed=<s>/``.
     :param seeds: use seeds ``0..seeds-1`` instead of the experiment's.
     :param quick: the reduced grid of :func:`quick_grid`.
-    :param progress: show a tqdm bar over jobs (on stderr).
+    :param progress: show a tqdm bar over jobs (on stderr), or ``(total, description) -> bar``
+        for another display (``update``, ``set_postfix_str``, ``close``, like tqdm's).
     :param on_result: called with each finished job's result (records included for jobs run
         now; only with ``jobs=1``).
     :param jobs: worker processes; each point (all its seeds) is one unit of work. Results
         are the same files whatever the number of workers.
+    :param schedulers: schedulers added to the experiment's own, in the same result set
+        (``--eat-scheduler``); a learned one among them must load its checkpoint.
     """
-    groups, seed_values, skipped = plan(experiment, overrides, seeds=seeds, quick=quick)
+    groups, seed_values, skipped = plan(experiment, overrides, seeds=seeds, quick=quick, schedulers=schedulers)
     name = variant_name(experiment, overrides, swept_keys(experiment))
     out = SweepResult(name, skipped=skipped, root=Path(root))
-    spec = _SweepSpec(experiment, name, tuple(split_overrides(overrides)[0]), tuple(seed_values), str(root))
+    plain, sweeps = split_sweep_overrides(overrides)  # the sweeps are in the groups
+    # schedulers the user named: a learned one that cannot load its checkpoint is an error, not a skip
+    explicit = set(schedulers) | set(sweeps.get("scheduler", ()))
+    explicit |= {o.split("=", 1)[1] for o in plain if o.split("=", 1)[0].lstrip("+~") == "scheduler"}
+    spec = _SweepSpec(experiment, name, tuple(plain), tuple(seed_values), str(root), frozenset(explicit))
     bar = _progress(len(groups) * len(seed_values), f"sweep {name}", progress)
     try:
         if jobs <= 1 or len(groups) <= 1:
@@ -292,7 +289,9 @@ def run_sweep(
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+            # fork: workers inherit every registered scheduler, including one defined in a
+            # conftest or notebook; each worker sets one torch thread before any work
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = [pool.submit(_run_point, spec, group, None) for group in groups]
                 for fut in futures:  # in grid order: the same SweepResult as a serial run
@@ -310,6 +309,7 @@ class _SweepSpec:
     overrides: tuple[str, ...]
     seeds: tuple[int, ...]
     root: str
+    explicit: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -345,7 +345,7 @@ def _run_point(spec: _SweepSpec, group: list[str], on_result: Callable[[RunResul
     if cfg.scheduler.name in LEARNED:
         reason = _learned_loads(cfg, _LOADABLE)
         if reason is not None:
-            if any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in spec.overrides):
+            if cfg.scheduler.name in spec.explicit:
                 raise ConfigError(reason)
             outcome.skipped[cfg.scheduler.name] = reason
             return outcome
@@ -373,7 +373,7 @@ def _merge(out: SweepResult, outcome: _PointOutcome, bar) -> None:
         out.skipped.setdefault(k, v)
     if outcome.results:
         r = outcome.results[-1].config
-        bar.set_postfix_str(f"{r.scheduler.name} {r.workload.rate:g}/s", refresh=False)
+        bar.set_postfix_str(f"{r.scheduler.name} {r.workload.rate:g}/s seed={r.seed}", refresh=False)
     bar.update(outcome.jobs)
 
 
@@ -415,7 +415,9 @@ def _learned_loads(cfg: ExperimentConfig, cache: dict[tuple, str | None]) -> str
     return cache[key]
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool | Callable[[int, str], Any]):
+    if callable(enabled):
+        return enabled(total, desc)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="run", disable=not enabled, leave=False, file=sys.stderr)

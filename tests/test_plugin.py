@@ -14,7 +14,8 @@ pytest_plugins = ("pytester",)
 
 HELP_SNIPPET = """\
 eatbench benchmark suite (EAT reproduction):
-  --backend=NAME        execution backend for every benchmark: sim (virtual
+  --backend=NAME, --eat-backend=NAME
+                        execution backend for every benchmark: sim (virtual
                         clock) or gpu (real diffusers pipelines; fails if
                         unavailable, never falls back). Default: 'sim'
   --eat-experiment=NAME
@@ -23,6 +24,10 @@ eatbench benchmark suite (EAT reproduction):
   --eat-override=KEY=VALUE
                         Hydra override applied to every config (repeatable),
                         e.g. workload.n_tasks=64. Default: none
+  --eat-scheduler=NAME  add scheduler NAME (conf/scheduler/NAME.yaml, a
+                        registered class) to every sweep, next to its own
+                        schedulers in the same results, figures and T1 table;
+                        finished runs are reused (repeatable). Default: none
   --eat-seeds=N         paired evaluation seeds 0..N-1 per point (--eat-quick
                         keeps the first 5). Default: 30
   --eat-report=DIR      report directory: result files in DIR/results,
@@ -55,6 +60,8 @@ def test_help_lists_the_eatbench_options_with_defaults(pytester, monkeypatch):
         (["--eat-override=workload.rate=[0.1"], "*malformed override 'workload.rate=[0.1'*"),
         (["--eat-seeds=0"], "*seeds must be an integer >= 1, got 0*"),
         (["--eat-wandb=cloud"], "*unknown W&B mode 'cloud'*"),
+        (["--eat-backend=cpu"], "*unknown backend 'cpu'; allowed: sim, gpu*"),
+        (["--eat-scheduler=nope"], "*--eat-scheduler=nope is invalid: no conf/scheduler/nope.yaml; allowed: *fifo*"),
     ],
 )
 def test_bad_option_values_fail_at_parse_time(pytester, args, message):
@@ -129,7 +136,9 @@ def test_gpu_marker_is_skipped_on_sim_and_markers_are_registered(pytester):
     result = pytester.runpytest("--strict-markers", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs --backend=gpu (running on 'sim')*"])
-    assert "eatbench: backend=sim experiment=paper_rates seeds=30" in result.stdout.str()
+    assert "eatbench: backend=sim experiment=paper_rates seeds=0..29 quick=False" in result.stdout.str()
+    quick = pytester.runpytest("--eat-quick", "--eat-backend=sim")
+    assert "eatbench: backend=sim experiment=paper_rates seeds=0..4 quick=True" in quick.stdout.str()
 
 
 def test_sweep_fixture_writes_results_report_and_summary_tables(pytester, tmp_path):
@@ -158,3 +167,75 @@ def test_sweep_fixture_writes_results_report_and_summary_tables(pytester, tmp_pa
     assert (report / "REPORT.md").is_file() and list(
         (report / "results").glob("paper_rates/greedy/*/seed=1/summary.json")
     )
+
+
+def test_eat_scheduler_joins_the_existing_sweep_results_and_report(pytester, tmp_path, monkeypatch):
+    """A user's scheduler (class registered, conf/scheduler/mine.yaml) is added to the
+    experiment's sweep: the finished runs are reused and it appears in the same report."""
+    from eatbench.schedulers import SCHEDULERS
+    from eatbench.schedulers.heuristics import FifoScheduler
+
+    class MineScheduler(FifoScheduler):
+        """FIFO under another name: the user's scheduler."""
+
+    conf = tmp_path / "conf"
+    shutil.copytree(conf_dir(), conf)
+    (conf / "scheduler" / "mine.yaml").write_text("name: mine\nparams: {steps: 15}\n")
+    monkeypatch.setenv("EATBENCH_CONF", str(conf))
+    monkeypatch.setitem(SCHEDULERS._classes, "mine", MineScheduler)
+    report = tmp_path / "rep"
+    pytester.makepyfile(test_sweep="def test_sweep(eat_sweep):\n    eat_sweep()\n")
+    common = [
+        "--eat-quick", "--eat-seeds=1", f"--eat-report={report}", "--eat-wandb=disabled", "-p", "no:cacheprovider",
+        "--eat-override=scheduler=fifo,greedy", "--eat-override=workload.n_tasks=8",
+        "--eat-override=workload.rate=0.05",
+    ]  # fmt: skip
+    first = pytester.runpytest(*common)
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["eatbench paper_rates@*: 2 runs (0 reused) in *s"])
+    second = pytester.runpytest(*common, "--eat-scheduler=mine")
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["*schedulers=+mine*", "eatbench paper_rates@*: 3 runs (2 reused) in *s"])
+    (name,) = {p.name for p in (report / "results").iterdir()}
+    assert sorted(p.name for p in (report / "results" / name).iterdir()) == ["fifo", "greedy", "mine"]
+    text = (report / "REPORT.md").read_text()
+    section = text[text.index(f"`{name}`") :]
+    assert all(f"| {s}" in section or f"{s}," in section or f"{s}." in section for s in ("mine", "FIFO", "Greedy"))
+
+
+def test_sweep_progress_goes_through_the_terminal_reporter_and_is_quiet_under_q(pytester, tmp_path):
+    pytester.makepyfile(test_sweep="def test_sweep(eat_sweep):\n    eat_sweep()\n")
+    args = [
+        "--eat-quick", "--eat-seeds=1", f"--eat-report={tmp_path}/rep", "--eat-wandb=disabled",
+        "-p", "no:cacheprovider", "--eat-override=scheduler=fifo", "--eat-override=workload.n_tasks=8",
+    ]  # fmt: skip
+    loud = pytester.runpytest(*args)
+    loud.assert_outcomes(passed=1)
+    # not a terminal: one line per 10 s and one at the end, through pytest's reporter despite capture
+    loud.stdout.fnmatch_lines(
+        [
+            "eatbench paper_rates@* 3/3 runs [[]fifo 0.11/s seed=0[]] * runs/s elapsed 0:0* remaining 0:00",
+            "eatbench paper_rates@*: 3 runs (0 reused) in *s",
+        ]
+    )
+    quiet = pytester.runpytest(*args, "-q")
+    quiet.assert_outcomes(passed=1)
+    assert "3/3 runs" not in quiet.stdout.str()
+    quiet.stdout.fnmatch_lines(["eatbench paper_rates@*: 3 runs (3 reused) in *s"])
+
+
+def test_sweeps_of_one_experiment_with_other_schedulers_share_its_results(pytester, tmp_path):
+    pytester.makepyfile(
+        test_sweep="""
+        def test_sweep(eat_sweep):
+            fifo = eat_sweep("paper_rates", "scheduler=fifo")
+            greedy = eat_sweep("paper_rates", "scheduler=greedy")
+            assert {r.config.scheduler.name for r in fifo.results} == {"fifo"}
+            assert {r.config.scheduler.name for r in greedy.results} == {"greedy"}
+            assert fifo.experiment == greedy.experiment and eat_sweep("paper_rates", "scheduler=fifo") is fifo
+        """
+    )
+    args = ["--eat-quick", "--eat-seeds=1", f"--eat-report={tmp_path}/rep", "--eat-wandb=disabled"]
+    result = pytester.runpytest(*args, "--eat-override=workload.n_tasks=8", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*paper_rates@*: 6 runs (0 reused) in * s; seeds 0..0 (1)*"])

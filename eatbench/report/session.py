@@ -43,6 +43,8 @@ class SessionOptions:
     wandb: str = "offline"
     quick: bool = False
     allow_dirty: bool = False
+    schedulers: tuple[str, ...] = ()  # --eat-scheduler: added to every sweep's own schedulers
+    jobs: int = 2  # sweep worker processes (the same result files whatever the number)
 
 
 @dataclass
@@ -63,6 +65,13 @@ class EatbenchSession:
     report_path: Path | None = None
     wandb_note: str = ""
     errors: list[str] = field(default_factory=list)
+    #: ``(total runs, experiment) -> bar`` (``update``, ``set_postfix_str``, ``close``) showing a
+    #: sweep's progress (the plugin's, through pytest's terminal); ``None``: no progress shown.
+    progress: Any = None
+    #: called with ``(name, SweepRecord)`` when a sweep of this session finishes.
+    on_sweep: Any = None
+    #: each sweep's result by (experiment, overrides); ``sweeps`` merges those of one result set
+    sweep_results: dict[tuple, SweepResult] = field(default_factory=dict)
 
     def seed_count(self) -> int:
         """The number of seeds per point this session's sweeps use."""
@@ -87,7 +96,9 @@ class EatbenchSession:
         experiment = experiment or self.options.experiment
         overrides = self.overrides(extra)
         key = variant_name(experiment, overrides, swept_keys(experiment))
-        if key not in self.sweeps:
+        # sweeps differing only in their schedulers or seeds share one result set (``key``)
+        done = (experiment, tuple(sorted(overrides)))
+        if done not in self.sweep_results:
             t0 = time.perf_counter()
             result = run_sweep(
                 experiment,
@@ -95,10 +106,16 @@ class EatbenchSession:
                 root=self.results_root,
                 seeds=self.options.seeds,
                 quick=self.options.quick,
-                progress=True,
+                progress=self.progress or False,
+                schedulers=self.options.schedulers,
+                jobs=self.options.jobs,
             )
-            self.sweeps[key] = SweepRecord(result, time.perf_counter() - t0)
-        return self.sweeps[key].result
+            record = SweepRecord(result, time.perf_counter() - t0)
+            self.sweep_results[done] = result
+            self.sweeps[key] = _merged(self.sweeps.get(key), record)
+            if self.on_sweep is not None:
+                self.on_sweep(key, record)
+        return self.sweep_results[done]
 
     def table(self, name: str) -> pd.DataFrame:
         """The per-run table (``aggregate.load_runs``) of a sweep of this session."""
@@ -194,6 +211,19 @@ class EatbenchSession:
             lines.append(self.wandb_note)
         lines += [f"error: {e}" for e in self.errors]
         return lines
+
+
+def _merged(old: SweepRecord | None, new: SweepRecord) -> SweepRecord:
+    """Two sweeps of one result set (other schedulers or seeds) as one record."""
+    if old is None:
+        return new
+    from eatbench.sweep import SweepResult
+
+    a, b = old.result, new.result
+    merged = SweepResult(
+        a.experiment, [*a.results, *b.results], {**a.skipped, **b.skipped}, a.reused + b.reused, a.root
+    )
+    return SweepRecord(merged, old.wall_s + new.wall_s)
 
 
 def flat_metrics(

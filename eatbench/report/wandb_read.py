@@ -19,8 +19,15 @@ HEADER = 7  # ':W&B' magic + version bytes
 
 @dataclass
 class OfflineRun:
-    """History rows, summary and config of an offline run."""
+    """History rows, summary, config, ids and metric definitions of an offline run.
 
+    ``metrics`` maps each ``define_metric`` name to its step metric (``""`` when none).
+    """
+
+    run_id: str = ""
+    group: str = ""
+    job_type: str = ""
+    metrics: dict[str, str] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
@@ -52,7 +59,7 @@ def iter_records(path: str | Path) -> Iterator[bytes]:
 
 
 def read_run(path: str | Path) -> OfflineRun:
-    """History, summary and config of the offline run file ``path``."""
+    """History, summary, config, ids and metric definitions of the offline run file ``path``."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     out = OfflineRun()
@@ -69,7 +76,10 @@ def read_run(path: str | Path) -> OfflineRun:
         elif kind == "summary":
             out.summary.update({key(i): json.loads(i.value_json) for i in rec.summary.update})
         elif kind == "run":
+            out.run_id, out.group, out.job_type = rec.run.run_id, rec.run.run_group, rec.run.job_type
             out.config.update({key(i): json.loads(i.value_json) for i in rec.run.config.update})
+        elif kind == "metric":
+            out.metrics[rec.metric.name] = rec.metric.step_metric
         elif kind == "config":
             out.config.update({key(i): json.loads(i.value_json) for i in rec.config.update})
     return out
