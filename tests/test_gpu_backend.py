@@ -23,8 +23,9 @@ pytest.importorskip("diffusers")
 from eatbench.backends import BACKENDS  # noqa: E402
 from eatbench.backends.base import BackendContext, Job, JobResult  # noqa: E402
 from eatbench.backends.gpu import GpuBackend  # noqa: E402
+from eatbench.backends.gpu.backend import BackendParamError  # noqa: E402
 from eatbench.backends.gpu.patch_parallel import partition, psnr, row_bounds  # noqa: E402
-from eatbench.backends.gpu.pipelines import ModelNotFoundError, save_tiny_pipeline, unet_config  # noqa: E402
+from eatbench.backends.gpu.pipelines import save_tiny_pipeline, unet_config  # noqa: E402
 from eatbench.tasks import Task  # noqa: E402
 
 RES = 64  # pixels; the tiny VAE halves it: 32 latent rows
@@ -146,15 +147,17 @@ def test_yaml_params_are_the_constructor_parameters() -> None:
 def test_missing_model_path_fails_before_workers_start(tmp_path) -> None:
     before = set(multiprocessing.active_children())
     ctx = BackendContext(cluster=_cluster(2), profile=None, quality=None)
-    with pytest.raises(ModelNotFoundError, match="does not exist locally"):
+    with pytest.raises(
+        BackendParamError, match=r"backend.params.model_path=.* is invalid .*does not exist locally.*; allowed: "
+    ):
         GpuBackend(ctx, model_path=str(tmp_path / "no_such_model"), devices="cpu")
-    with pytest.raises(ModelNotFoundError, match="model_index.json"):
+    with pytest.raises(BackendParamError, match="model_index.json"):
         GpuBackend(ctx, model_path=str(tmp_path), devices="cpu")
-    with pytest.raises(ModelNotFoundError, match="local Hugging Face cache"):
+    with pytest.raises(BackendParamError, match="local Hugging Face cache"):
         GpuBackend(ctx, model_path="nobody/not-a-cached-model", devices="cpu")
-    with pytest.raises(ValueError, match="random_init"):
+    with pytest.raises(BackendParamError, match=r"backend.params.random_init='sd3' is invalid; allowed: sd15"):
         GpuBackend(ctx, random_init="sd3", devices="cpu")
-    with pytest.raises(ValueError, match="model_path is required"):
+    with pytest.raises(BackendParamError, match=r"backend.params.model_path=None is invalid; allowed: .*required"):
         GpuBackend(ctx, devices="cpu")
     with pytest.raises(ValueError, match="takes no parameter"):
         BACKENDS.create("gpu", context=ctx, random_init="tiny", bogus=1)
@@ -298,7 +301,8 @@ def test_random_init_reports_no_quality(tmp_path, clip_dir: str) -> None:
         payload = worker.run_task(state, cfg, spec, started=lambda t: None)
     finally:
         worker._teardown(state, cfg)
-    assert payload["quality"] is None and payload["loaded"] and os.path.isfile(payload["image_path"])
+    assert payload["quality"] is None and payload["loaded"] and payload["weights"] == "random"
+    assert payload["image"].shape == (32, 32, 3) and payload["image"].dtype.name == "uint8"  # the parent saves it
 
 
 def test_measure_profile_writes_profile_csv(backend: GpuBackend, tmp_path) -> None:
@@ -342,8 +346,18 @@ def test_bad_backend_params_fail_before_workers_start() -> None:
     before = set(multiprocessing.active_children())
     with pytest.raises(ValueError, match=r"backend.params.dtype='fp8' is invalid; allowed: "):
         GpuBackend(ctx, random_init="tiny", devices="cpu", dtype="fp8")
-    with pytest.raises(ValueError, match=r"devices entry 'tpu:0' is invalid; allowed: auto, cpu, cuda"):
+    with pytest.raises(ValueError, match=r"backend.params.devices=\['tpu:0'\] is invalid.*; allowed: auto, cpu, cuda"):
         GpuBackend(ctx, random_init="tiny", devices=["tpu:0"])
-    with pytest.raises(ValueError, match="compile and cuda_graphs are exclusive"):
+    with pytest.raises(ValueError, match=r"backend.params.devices='cuda:7' is invalid.*not present"):
+        GpuBackend(ctx, random_init="tiny", devices="cuda:7")
+    with pytest.raises(ValueError, match=r"backend.params.cuda_graphs=True is invalid; allowed: false when"):
         GpuBackend(ctx, random_init="tiny", devices="cpu", compile=True, cuda_graphs=True)
+    with pytest.raises(ValueError, match=r"backend.params.collective_timeout_s=0 is invalid; allowed: seconds > 0"):
+        GpuBackend(ctx, random_init="tiny", devices="cpu", collective_timeout_s=0)
+    with pytest.raises(ValueError, match=r"backend.params.warmup_resolutions=\[100\] is invalid"):
+        GpuBackend(ctx, random_init="tiny", devices="cpu", warmup_resolutions=[100])
+    with pytest.raises(
+        ValueError, match=r"backend.params.bogus=1 is invalid \(unknown parameter\); allowed: model_path"
+    ):
+        GpuBackend.check_params({"random_init": "tiny", "bogus": 1})
     assert set(multiprocessing.active_children()) == before
