@@ -341,7 +341,8 @@ class GpuBackend(Backend):
             raise _bad(
                 "model_path",
                 None,
-                "a local pipeline directory or a cached repo id (required), or set backend.params.random_init=sd15|sdxl|tiny",
+                "a local pipeline directory or a cached repo id (required), "
+                "or set backend.params.random_init=sd15|sdxl|tiny",
             )
         paths = model_path if isinstance(model_path, dict) else {"*": model_path}
         out = {}
@@ -627,7 +628,7 @@ class GpuBackend(Backend):
         image_path = None
         if run.image_path and p0.get("image") is not None:
             image_path = save_image(p0["image"], run.image_path, self._image_meta(run))
-        memory = {s: p.get("memory", {}) for s, p in zip(run.group, (run.payloads[r] for r in range(len(run.group))))}
+        memory = {s: run.payloads[rank].get("memory", {}) for rank, s in enumerate(run.group)}
         for s, m in memory.items():
             peak = self.peak_memory.setdefault(s, {})
             for key, value in m.items():
