@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 
 import pytest
 
@@ -23,6 +24,7 @@ from eatbench.gpu_cli import (
 
 CPU2 = ["++cluster.gpu_kinds={cpu:{speed:1.0}}", "cluster.servers=[cpu,cpu]", "cluster.name=cpu2"]
 TINY_WL = ["workload.model=tiny", "workload.resolutions=[64]", "workload.k_choices=[1,2]"]
+GPU_TINY = ["backend=gpu", "backend.params.random_init=tiny", "backend.params.devices=cpu"]
 
 
 def _split(namespace: str, *overrides: str):
@@ -31,9 +33,7 @@ def _split(namespace: str, *overrides: str):
 
 # ----------------------------------------------------------------- option handling
 def test_options_are_taken_out_of_the_config_and_typed() -> None:
-    cfg, args = _split(
-        "profile_args", "backend=gpu", *CPU2, *TINY_WL, "+profile_args.steps=5", "+profile_args.ks=[1,2]"
-    )
+    cfg, args = _split("profile_args", *GPU_TINY, *CPU2, *TINY_WL, "+profile_args.steps=5", "+profile_args.ks=[1,2]")
     assert isinstance(args, ProfileArgs)
     assert (args.steps, args.ks, args.repeats) == (5, [1, 2], 3)
     assert cfg.backend.name == "gpu" and cfg.workload.model == "tiny"
@@ -65,7 +65,7 @@ def test_experiment_config_stays_strict() -> None:
 
 # ------------------------------------------------------------------------ profile
 def test_profile_plan_comes_from_cluster_and_workload() -> None:
-    cfg, args = _split("profile_args", "backend=gpu", *CPU2, *TINY_WL, "output.root=/tmp/eb")
+    cfg, args = _split("profile_args", *GPU_TINY, *CPU2, *TINY_WL, "output.root=/tmp/eb")
     plan = profile_plan(cfg, args)
     assert plan == {
         "gpu_kind": "cpu",
@@ -104,7 +104,7 @@ def test_profile_with_a_missing_model_errors_before_workers_start(tmp_path) -> N
         + TINY_WL
         + [f"+profile_args.out={tmp_path / 'p.csv'}"]
     )
-    with pytest.raises(ConfigError, match="does not exist locally"):
+    with pytest.raises(ConfigError, match=r"backend.params.model_path=.* is invalid .*does not exist locally"):
         profile_command(raw)
     assert set(multiprocessing.active_children()) == before
     assert not (tmp_path / "p.csv").exists()
@@ -114,7 +114,7 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys) -> None:
     from eatbench.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["profile", "+profile_args.repeats=0", f"hydra.run.dir={tmp_path}/h", *CPU2, *TINY_WL, "backend=gpu"])
+        main(["profile", "+profile_args.repeats=0", f"hydra.run.dir={tmp_path}/h", *CPU2, *TINY_WL, *GPU_TINY])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "eatbench profile: config error: profile_args.repeats=0 is invalid" in err
@@ -144,21 +144,21 @@ def test_quality_curve_refuses_the_tiny_test_pipeline(tmp_path) -> None:
 
 
 def test_quality_curve_needs_model_and_clip(tmp_path) -> None:
-    cfg, args = _split("quality_args", "backend=gpu")
-    with pytest.raises(ConfigError, match="backend.params.model_path is required"):
-        quality_plan(cfg, args)
+    with pytest.raises(ConfigError, match=r"backend.params.model_path=None is invalid; allowed: .*required"):
+        _split("quality_args", "backend=gpu")  # the config itself is refused
     sd = _fake_pipeline(tmp_path / "sd", [320, 640, 1280, 1280])
     cfg, args = _split("quality_args", "backend=gpu", f"backend.params.model_path={sd}")
     with pytest.raises(ConfigError, match="clip_model_path is required"):
         quality_plan(cfg, args)
-    cfg, args = _split(
-        "quality_args",
-        "backend=gpu",
-        f"backend.params.model_path={sd}",
-        f"backend.params.clip_model_path={tmp_path / 'no_clip'}",
-    )
-    with pytest.raises(ConfigError, match="is not a local directory"):
-        quality_plan(cfg, args)
+    with pytest.raises(
+        ConfigError, match=r"backend.params.clip_model_path=.* is invalid \(it is not a local directory"
+    ):
+        _split(
+            "quality_args",
+            "backend=gpu",
+            f"backend.params.model_path={sd}",
+            f"backend.params.clip_model_path={tmp_path / 'no_clip'}",
+        )
 
 
 def test_quality_plan_with_real_looking_inputs(tmp_path) -> None:
@@ -180,6 +180,42 @@ def test_quality_plan_with_real_looking_inputs(tmp_path) -> None:
     assert len(kw["prompts"]) == 3
     assert (kw["resolution"], kw["device"], kw["dtype"]) == (512, "cpu", "fp32")
     assert kw["out_csv"] == "/tmp/eb/quality/sd15.csv"
+
+
+# ------------------------------------------------- backend.params: config errors, no traceback
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["backend.params.model_path=/no/such/model"], r"backend.params.model_path='/no/such/model' is invalid"),
+        (["backend.params.random_init=huge"], r"backend.params.random_init='huge' is invalid; allowed: sd15, sdxl"),
+        (
+            ["backend.params.random_init=tiny", "backend.params.devices=cuda:7"],
+            r"backend.params.devices='cuda:7' is invalid \('cuda:7' is not present.*\); allowed: auto, cpu, cuda",
+        ),
+        (
+            ["backend.params.random_init=tiny", "+backend.params.bogus=1"],
+            r"backend.params.bogus=1 is invalid \(unknown parameter\); allowed: model_path, random_init",
+        ),
+        (
+            ["backend.params.random_init=tiny", "backend.params.task_timeout_s=0"],
+            r"backend.params.task_timeout_s=0 is invalid; allowed: seconds > 0",
+        ),
+    ],
+)
+def test_bad_gpu_backend_params_are_config_errors_before_any_worker(overrides, message, tmp_path, capsys) -> None:
+    from eatbench.cli import main
+
+    before = set(multiprocessing.active_children())
+    root = tmp_path / "results"
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "backend=gpu", *overrides, f"output.root={root}", f"hydra.run.dir={tmp_path}/h"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eatbench run: config error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert set(multiprocessing.active_children()) == before
+    assert not root.exists()
 
 
 # ----------------------------------------------------------------------- fidelity

@@ -321,7 +321,7 @@ class GpuBackend(Backend):
             raise _bad("compile_backend", p["compile_backend"], "inductor, aot_eager, eager, cudagraphs")
         clip = p["clip_model_path"]
         if clip is not None and not os.path.isdir(os.path.expanduser(str(clip))):
-            raise _bad("clip_model_path", clip, "null or a local CLIP model directory", "not a local directory")
+            raise _bad("clip_model_path", clip, "null or a local CLIP model directory", "it is not a local directory")
         models = GpuBackend._resolve_models(p["model_path"], p["random_init"])
         devices = resolve_devices(p["devices"])
         if p["cuda_graphs"] and not all(d.startswith("cuda") for d in devices):
