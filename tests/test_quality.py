@@ -142,7 +142,8 @@ def test_fid_feeds_a_custom_extractor_resized_batches() -> None:
     assert sum(s[0] for s in feat.shapes) == 17  # every image once, none stacked as one set
     whole = quality.fid(real, fake, ShapeRecorder(), batch_size=64)
     assert value == pytest.approx(whole, rel=1e-3)
-    plain = torch.nn.Sequential(torch.nn.Flatten())  # no image_size attribute
+    plain = torch.nn.Flatten()
+    plain.num_features = 3  # what torchmetrics needs; no image_size attribute
     assert quality.FidMeter(plain).image_size == 299  # the Inception default
     assert quality.FidMeter(TinyFeat(), image_size=64).image_size == 64
     with pytest.raises(ValueError, match="batch_size=0 is invalid"):
