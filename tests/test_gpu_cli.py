@@ -226,3 +226,74 @@ def test_fidelity_needs_the_gpu_backend(tmp_path, capsys) -> None:
         main(["fidelity", f"hydra.run.dir={tmp_path}/h"])
     assert exc.value.code == 2
     assert "backend.name='sim' is invalid for `eatbench fidelity`; allowed: gpu" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- the prepared GPU session and check
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _gpu_check_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_stops_an_overrunning_section(tmp_path) -> None:
+    import argparse
+    import time
+
+    gc = _gpu_check_module()
+    out = gc.Out(str(tmp_path / "check.jsonl"))
+    a = argparse.Namespace(budget_s=600.0, section_timeout_s=0.5)
+    t0 = time.monotonic()
+    assert gc.section(out, "hangs", a, time.sleep, 30) is None
+    assert time.monotonic() - t0 < 5
+    assert gc.section(out, "fine", a, lambda: 42) == 42
+    records = [json.loads(line) for line in (tmp_path / "check.jsonl").read_text().splitlines()]
+    stopped = next(r for r in records if r["what"] == "hangs")
+    assert stopped["stopped"] is True and "ran past its 0.5 s limit" in stopped["error"]
+    assert gc.FAILED == ["hangs"]
+    assert any(r["what"] == "fine_section" and r["ok"] for r in records)
+
+
+def test_gpu_session_env_check_fails_fast_without_diffusers(tmp_path) -> None:
+    """No wheelhouse and no diffusers: the session stops after the environment check, in
+    seconds, with exit status 2, having said what is missing; the check never starts."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    blocker = tmp_path / "no_diffusers"
+    blocker.mkdir()
+    (blocker / "diffusers.py").write_text("raise ImportError('No module named diffusers (hidden by the test)')\n")
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "WHEELHOUSE": str(tmp_path / "no_wheels"),
+        "SITE_DIR": str(tmp_path / "site"),
+        "PYTHONPATH": str(blocker),
+    }
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_session.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 2, proc.stderr
+    assert elapsed < 60, elapsed  # importing torch, then stop
+    env_records = [json.loads(line) for line in (out / "env.jsonl").read_text().splitlines()]
+    assert env_records[0]["what"] == "env" and "cannot import diffusers" in env_records[0]["error"]
+    assert env_records[-1] == {**env_records[-1], "what": "done", "ok": False}
+    steps = [json.loads(line) for line in (out / "session.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == ["install", "monitor", "env", "done"]
+    assert "no wheels" in steps[0]["note"] and steps[2]["rc"] == 2
+    assert steps[-1]["rc"] == 2 and steps[-1]["failed"] == ["env"]
+    assert not (out / "gpu_check.jsonl").exists()  # the check never started

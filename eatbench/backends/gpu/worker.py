@@ -124,6 +124,16 @@ def worker_main(cfg: WorkerConfig, conn: Any, parent_pid: int) -> None:
     from eatbench.backends.gpu.pipelines import quiet_libraries
 
     quiet_libraries()
+    # resolve diffusers' / transformers' lazy modules now, so that the first cold start
+    # measures loading weights, not importing Python modules
+    from diffusers import (  # noqa: F401
+        AutoencoderKL,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: F401
+
     if cfg.device.startswith("cuda"):
         torch.cuda.set_device(cfg.device)
     info = {
