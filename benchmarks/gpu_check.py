@@ -191,7 +191,7 @@ def pipeline_checks(out: Out, a: argparse.Namespace, device: str, arch: str, dty
         seconds=round(time.perf_counter() - t, 3),
         unet_params_m=round(sum(p.numel() for p in pipe.unet.parameters()) / 1e6, 1),
     )
-    par = PatchParallelUNet(pipe.unet)
+    par = PatchParallelUNet(pipe.unet, sync=lambda: _sync(device))
     timed_generate(pipe, par, device, a.res, 2)  # warm-up
     steps, times, images = [], [], []
     for _ in range(a.repeats):
@@ -221,7 +221,7 @@ def pipeline_checks(out: Out, a: argparse.Namespace, device: str, arch: str, dty
             continue
         par = None
         try:
-            par = PatchParallelUNet(pipe.unet, inner=mode)
+            par = PatchParallelUNet(pipe.unet, inner=mode, sync=lambda: _sync(device))
             t = time.perf_counter()
             timed_generate(pipe, par, device, a.res, 2)  # capture / compile
             setup_s = time.perf_counter() - t

@@ -403,9 +403,10 @@ def _generate(
     """Run the pipeline; returns (output, per-step seconds, pipeline seconds).
 
     Step ``i``'s time runs from the end of step ``i - 1`` (for step 0: the first UNet call,
-    after a device synchronisation) to the end of step ``i``. A scheduler that calls the
-    UNet more than once in a step (PNDM's first step) shows it in that step's time;
-    ``state.parallel.calls`` counts the calls."""
+    after a device synchronisation, so the text encoding's tail is not in it) to the end
+    of step ``i``. One entry per scheduler iteration: PNDM (SD-1.5's scheduler) iterates
+    ``steps + 1`` times for ``steps`` inference steps; ``state.parallel.calls`` counts the
+    UNet calls."""
     import torch
 
     marks: list[float] = []
