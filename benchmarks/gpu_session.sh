@@ -19,8 +19,9 @@
 # Exit status: 0 when every step and every section passed, 2 when the environment check
 # failed, 1 when any other step or section failed or timed out.
 #
-# Settings (environment): PYTHON (python3), WHEELHOUSE, SITE_DIR, INSTALL_TIMEOUT_S (180),
-# ENV_TIMEOUT_S (90), CHECK_TIMEOUT_S (600), CHECK_BUDGET_S (420), MONITOR_INTERVAL_S (2).
+# Settings (environment): PYTHON (python3), WHEELHOUSE, SITE_DIR, INSTALL_TIMEOUT_S (60),
+# ENV_TIMEOUT_S (60), CHECK_TIMEOUT_S (480), CHECK_BUDGET_S (400), MONITOR_INTERVAL_S (2): the
+# whole session ends within 10 minutes (one device call).
 # OUT_DIR stays small (at most 5 files) so that it can be copied back whole.
 
 set -uo pipefail
@@ -35,10 +36,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 WHEELHOUSE=${WHEELHOUSE:-$REPO/.whl}
 SITE_DIR=${SITE_DIR:-${TMPDIR:-/tmp}/eatbench-site}
-INSTALL_TIMEOUT_S=${INSTALL_TIMEOUT_S:-180}
-ENV_TIMEOUT_S=${ENV_TIMEOUT_S:-90}
-CHECK_TIMEOUT_S=${CHECK_TIMEOUT_S:-600}
-CHECK_BUDGET_S=${CHECK_BUDGET_S:-420}
+INSTALL_TIMEOUT_S=${INSTALL_TIMEOUT_S:-60}
+ENV_TIMEOUT_S=${ENV_TIMEOUT_S:-60}
+CHECK_TIMEOUT_S=${CHECK_TIMEOUT_S:-480}
+CHECK_BUDGET_S=${CHECK_BUDGET_S:-400}
 MONITOR_INTERVAL_S=${MONITOR_INTERVAL_S:-2}
 
 mkdir -p "$OUT_DIR" || exit 1
