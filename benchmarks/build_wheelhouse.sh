@@ -12,8 +12,8 @@
 # build with a message: carrying a second copy could break the node's transformers.
 # Downloads use `pip download --no-deps --only-binary=:all: --python-version 3.12
 # --platform manylinux...`, one version of each package; DEST/manifest.json lists the
-# wheels and each decision. Carry DEST to the node (it must be ignored by git, e.g.
-# `echo /.whl/ >> .git/info/exclude`); the whole wheelhouse must stay small (a few MB).
+# wheels and each decision. Carry DEST to the node (/.whl/ is git-ignored: wheels are never
+# committed); the whole wheelhouse must stay small (a few MB).
 
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
