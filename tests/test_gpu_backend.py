@@ -351,6 +351,23 @@ def test_sd15_random_pipeline_uses_pndm_like_the_release(monkeypatch) -> None:
     assert isinstance(pipe.scheduler, PNDMScheduler) and pipe.scheduler.config.skip_prk_steps
 
 
+def test_random_weight_gang_skips_the_broadcast_and_is_labelled(backend: GpuBackend) -> None:
+    saved = backend.models
+    backend.models = {"*": {"model_path": None, "random_init": "tiny", "key": "random:tiny"}}
+    try:
+        backend.dissolve((0, 1))
+        (r,) = _run(backend, _job(backend, (0, 1), cold=True))
+    finally:
+        backend.models = saved
+        backend.dissolve((0, 1))
+    assert r.error is None and r.extra["weights"] == "random"
+    assert r.extra["cold_start_kind"] == "random-weight"
+    assert r.extra["weights_broadcast"] is False  # same seed: the checksums matched
+    assert r.extra["psnr_vs_single_db"] > 40  # and the ranks really hold the same weights
+    assert r.quality is None  # random weights: no image quality
+    assert set(r.extra["memory_gib"]) == {0, 1} and r.extra["memory_gib"][0]["peak_rss_gib"] > 0
+
+
 def test_error_is_reported_before_the_tear_down(backend: GpuBackend) -> None:
     """A plain OOM on a single-rank task: reported at once (well before the 120 s deadline)
     although the worker's tear-down then takes 6 s; the process is kept (no restart)."""
@@ -403,23 +420,6 @@ def test_error_in_a_gang_fails_fast_and_replaces_both_workers(backend: GpuBacken
     assert r.error is not None and "server 1 (rank 1)" in r.error and "injected" in r.error
     assert reported_after < 10.0, reported_after
     assert backend.worker_pid(0) != pids[0] and backend.worker_pid(1) != pids[1]
-
-
-def test_random_weight_gang_skips_the_broadcast_and_is_labelled(backend: GpuBackend) -> None:
-    saved = backend.models
-    backend.models = {"*": {"model_path": None, "random_init": "tiny", "key": "random:tiny"}}
-    try:
-        backend.dissolve((0, 1))
-        (r,) = _run(backend, _job(backend, (0, 1), cold=True))
-    finally:
-        backend.models = saved
-        backend.dissolve((0, 1))
-    assert r.error is None and r.extra["weights"] == "random"
-    assert r.extra["cold_start_kind"] == "random-weight"
-    assert r.extra["weights_broadcast"] is False  # same seed: the checksums matched
-    assert r.extra["psnr_vs_single_db"] > 40  # and the ranks really hold the same weights
-    assert r.quality is None  # random weights: no image quality
-    assert set(r.extra["memory_gib"]) == {0, 1} and r.extra["memory_gib"][0]["peak_rss_gib"] > 0
 
 
 def test_compile_warms_every_shape_before_measured_tasks(tmp_path) -> None:
