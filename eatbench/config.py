@@ -339,6 +339,12 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
     if cfg.backend.name not in BACKENDS:
         _fail("backend.name", cfg.backend.name, ", ".join(BACKENDS.names()))
+    check_params = getattr(BACKENDS.get_class(cfg.backend.name), "check_params", None)
+    if check_params is not None:  # e.g. the gpu backend: model, devices, ... before any worker starts
+        try:
+            check_params(dict(cfg.backend.params))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if cfg.profile.name not in PROFILES:
         _fail("profile.name", cfg.profile.name, ", ".join(PROFILES.names()))
     if cfg.quality.name not in QUALITY_CURVES:

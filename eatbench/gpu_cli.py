@@ -54,6 +54,9 @@ class ProfileArgs:
     :param resolutions: image sides in pixels (default ``workload.resolutions``).
     :param gpu_kind: the GPU kind written into the CSV (default: the cluster's only kind).
     :param prompt: the prompt of every measured task.
+    :param allow_shared_devices: measure k > 1 even where the gang's workers share a device
+        (fewer GPUs than k): such rows are not k-way figures and are marked in the CSV's
+        ``shared_devices`` column; without it such a k is refused.
     """
 
     out: str | None = None
@@ -63,6 +66,7 @@ class ProfileArgs:
     resolutions: list[int] | None = None
     gpu_kind: str | None = None
     prompt: str = "a photograph of an astronaut riding a horse"
+    allow_shared_devices: bool = False
 
 
 @dataclass
@@ -220,9 +224,9 @@ def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dic
     process starts.
     """
     from eatbench.backends.base import BackendContext
-    from eatbench.backends.gpu.backend import GpuBackend
+    from eatbench.backends.gpu.backend import GpuBackend, resolve_devices
     from eatbench.backends.gpu.pipelines import ModelNotFoundError
-    from eatbench.backends.gpu.profiler import measure_profile
+    from eatbench.backends.gpu.profiler import check_gangs, measure_profile
     from eatbench.profiles import LatencyProfile
 
     params = _require_gpu_backend(cfg, "profile")
@@ -233,6 +237,13 @@ def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dic
         raise ConfigError(f"profile_args.out={plan['out']!r}: {out_parent} is not a directory")
     cluster = _ProfileCluster([_Server(i, plan["gpu_kind"]) for i in range(max(plan["ks"]))])
     context = BackendContext(cluster=cluster, profile=None, quality=None, seed=cfg.seed)
+    try:  # before any worker starts: server i runs on devices[i % len(devices)]
+        devices = resolve_devices(params.get("devices", "auto"))
+        check_gangs(
+            {i: devices[i % len(devices)] for i in range(max(plan["ks"]))}, plan["ks"], args.allow_shared_devices
+        )
+    except ValueError as err:
+        raise ConfigError(f"profile_args.ks={plan['ks']!r}: {err}") from None
     try:
         backend = GpuBackend(context, **params)
     except ModelNotFoundError as err:
@@ -243,10 +254,10 @@ def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dic
         raise ConfigError(str(err)) from err
     try:
         desc = backend.describe()
-        if desc.get("shared_devices") and any(str(d).startswith("cuda") for d in desc.get("devices", [])):
+        if desc.get("shared_devices") and args.allow_shared_devices:
             print(
-                f"[eatbench profile] warning: k up to {max(plan['ks'])} on {len(desc['devices'])} GPU(s): "
-                "gang members share a GPU, so k > 1 timings include that contention"
+                f"[eatbench profile] warning: k up to {max(plan['ks'])} on {len(desc['devices'])} device(s): "
+                "gang members share a device; those rows are marked shared_devices=1 and are not k-way figures"
             )
         print(
             f"[eatbench profile] {plan['gpu_kind']} {plan['model']}: resolutions {plan['resolutions']}, "
@@ -262,6 +273,7 @@ def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dic
             repeats=args.repeats,
             prompt=args.prompt,
             backend=backend,
+            allow_shared_devices=args.allow_shared_devices,
         )
     finally:
         backend.close()
@@ -349,7 +361,7 @@ def quality_plan(cfg: ExperimentConfig, args: QualityArgs) -> dict[str, Any]:
     try:
         device = resolve_devices(params.get("devices", "auto"))[0]
     except ValueError as err:
-        raise ConfigError(f"backend.params.devices: {err}") from err
+        raise ConfigError(str(err)) from err
     if device == "cpu" and dtype == "fp16":
         dtype = "fp32"
     prompts = load_prompts(cfg.workload.prompts)[: args.n_prompts]

@@ -6,7 +6,10 @@
   (torchmetrics issue #3407), so the model is wrapped (``_TensorFeatsCLIP``).
 * ``FidMeter`` / ``fid``: Frechet distance with a user-supplied feature extractor
   (``nn.Module``), a local TorchScript/pickled module file, or the Inception network
-  from a local weights file (needs torch-fidelity). Nothing is downloaded.
+  from a local weights file (needs torch-fidelity). Nothing is downloaded. Images are
+  converted and fed in batches (``batch_size``), never stacked as one set, and a custom
+  extractor gets them resized to its input size (``image_size``, default 299 px, as the
+  Inception network, which resizes by itself).
 * ``measure_quality_curve``: generate images at several step counts with a real
   pipeline and write the CSV (steps, quality, quality_ci95, fid, n) that the sim
   backend loads as a ``table`` quality curve.
@@ -166,12 +169,24 @@ class FidMeter:
         weights (``pt_inception-2015-12-05``; needs torch-fidelity, which needs a
         working torchvision).
     :param normalize: images given as floats in [0, 1] (uint8 images work either way).
+    :param batch_size: images converted and passed to the extractor at a time.
+    :param image_size: side in pixels a custom extractor's inputs are resized to (bilinear,
+        antialiased); ``None``: the module's ``image_size`` attribute, else 299. Not used
+        for the Inception weights file (torchmetrics resizes for it).
     """
 
-    def __init__(self, feature: Any, normalize: bool = True) -> None:
+    def __init__(
+        self, feature: Any, normalize: bool = True, batch_size: int = 64, image_size: int | None = None
+    ) -> None:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} is invalid; allowed: an integer >= 1")
+        self.batch_size = int(batch_size)
         feat = _feature_module(feature)
+        self.image_size: int | None = None
+        if not isinstance(feat, (tuple, int)):
+            self.image_size = int(image_size or getattr(feat, "image_size", None) or 299)
         if isinstance(feat, tuple):
             try:
                 self.metric = FrechetInceptionDistance(
@@ -186,21 +201,40 @@ class FidMeter:
         self.normalize = normalize
 
     def _prep(self, images: Any) -> Any:
-        batch = to_uint8_batch(images)
+        """One chunk: uint8 (N, 3, H, W), resized for a custom extractor, scaled if normalizing."""
+        import torch
+
+        if self.image_size is not None:
+            size = (self.image_size, self.image_size)
+            parts = []
+            for im in images if not torch.is_tensor(images) else [images]:
+                t = to_uint8_batch([im] if not torch.is_tensor(im) else im)
+                if tuple(t.shape[-2:]) != size:
+                    t = torch.nn.functional.interpolate(t.float(), size=size, mode="bilinear", antialias=True)
+                    t = t.round().clamp(0, 255).to(torch.uint8)
+                parts.append(t)
+            batch = torch.cat(parts)
+        else:
+            batch = to_uint8_batch(images)
         return batch.float() / 255.0 if self.normalize else batch
 
     def update(self, images: Any, real: bool) -> None:
-        """Add images to the real or the generated set."""
-        self.metric.update(self._prep(images), real=real)
+        """Add images to the real or the generated set, ``batch_size`` at a time."""
+        import torch
+
+        if torch.is_tensor(images) and images.dim() == 3:
+            images = images[None]
+        for start in range(0, len(images), self.batch_size):
+            self.metric.update(self._prep(images[start : start + self.batch_size]), real=real)
 
     def compute(self) -> float:
         """The FID (>= 0; ~0 for identical sets); needs >= 2 images per set."""
         return float(self.metric.compute())
 
 
-def fid(real: Any, fake: Any, feature: Any) -> float:
+def fid(real: Any, fake: Any, feature: Any, batch_size: int = 64, image_size: int | None = None) -> float:
     """FID between two image sets; see ``FidMeter``."""
-    meter = FidMeter(feature)
+    meter = FidMeter(feature, batch_size=batch_size, image_size=image_size)
     meter.update(real, real=True)
     meter.update(fake, real=False)
     return meter.compute()

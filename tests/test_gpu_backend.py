@@ -23,8 +23,9 @@ pytest.importorskip("diffusers")
 from eatbench.backends import BACKENDS  # noqa: E402
 from eatbench.backends.base import BackendContext, Job, JobResult  # noqa: E402
 from eatbench.backends.gpu import GpuBackend  # noqa: E402
+from eatbench.backends.gpu.backend import BackendParamError  # noqa: E402
 from eatbench.backends.gpu.patch_parallel import partition, psnr, row_bounds  # noqa: E402
-from eatbench.backends.gpu.pipelines import ModelNotFoundError, save_tiny_pipeline, unet_config  # noqa: E402
+from eatbench.backends.gpu.pipelines import save_tiny_pipeline, unet_config  # noqa: E402
 from eatbench.tasks import Task  # noqa: E402
 
 RES = 64  # pixels; the tiny VAE halves it: 32 latent rows
@@ -77,10 +78,16 @@ _ids = iter(range(1000))
 
 
 def _job(
-    b: GpuBackend, servers: tuple[int, ...], cold: bool, steps: int = 3, seed: int | None = None, model: str = "tiny"
+    b: GpuBackend,
+    servers: tuple[int, ...],
+    cold: bool,
+    steps: int = 3,
+    seed: int | None = None,
+    model: str = "tiny",
+    res: int = RES,
 ) -> Job:
     tid = next(_ids)
-    task = Task(tid, b.now(), f"a cat number {tid}", RES, len(servers), math.inf, tid if seed is None else seed, model)
+    task = Task(tid, b.now(), f"a cat number {tid}", res, len(servers), math.inf, tid if seed is None else seed, model)
     return Job(task, servers, steps, cold, b.now(), 1.0)
 
 
@@ -146,15 +153,17 @@ def test_yaml_params_are_the_constructor_parameters() -> None:
 def test_missing_model_path_fails_before_workers_start(tmp_path) -> None:
     before = set(multiprocessing.active_children())
     ctx = BackendContext(cluster=_cluster(2), profile=None, quality=None)
-    with pytest.raises(ModelNotFoundError, match="does not exist locally"):
+    with pytest.raises(
+        BackendParamError, match=r"backend.params.model_path=.* is invalid .*does not exist locally.*; allowed: "
+    ):
         GpuBackend(ctx, model_path=str(tmp_path / "no_such_model"), devices="cpu")
-    with pytest.raises(ModelNotFoundError, match="model_index.json"):
+    with pytest.raises(BackendParamError, match="model_index.json"):
         GpuBackend(ctx, model_path=str(tmp_path), devices="cpu")
-    with pytest.raises(ModelNotFoundError, match="local Hugging Face cache"):
+    with pytest.raises(BackendParamError, match="local Hugging Face cache"):
         GpuBackend(ctx, model_path="nobody/not-a-cached-model", devices="cpu")
-    with pytest.raises(ValueError, match="random_init"):
+    with pytest.raises(BackendParamError, match=r"backend.params.random_init='sd3' is invalid; allowed: sd15"):
         GpuBackend(ctx, random_init="sd3", devices="cpu")
-    with pytest.raises(ValueError, match="model_path is required"):
+    with pytest.raises(BackendParamError, match=r"backend.params.model_path=None is invalid; allowed: .*required"):
         GpuBackend(ctx, devices="cpu")
     with pytest.raises(ValueError, match="takes no parameter"):
         BACKENDS.create("gpu", context=ctx, random_init="tiny", bogus=1)
@@ -298,13 +307,169 @@ def test_random_init_reports_no_quality(tmp_path, clip_dir: str) -> None:
         payload = worker.run_task(state, cfg, spec, started=lambda t: None)
     finally:
         worker._teardown(state, cfg)
-    assert payload["quality"] is None and payload["loaded"] and os.path.isfile(payload["image_path"])
+    assert payload["quality"] is None and payload["loaded"] and payload["weights"] == "random"
+    assert payload["image"].shape == (32, 32, 3) and payload["image"].dtype.name == "uint8"  # the parent saves it
+
+
+def test_weights_are_built_in_the_target_dtype() -> None:
+    """Random weights are created in fp16/bf16 (never an fp32 copy that is cast later)."""
+    from eatbench.backends.gpu.pipelines import build_random_pipeline, load_pipeline
+
+    created: list = []
+    hook = torch.nn.modules.module.register_module_parameter_registration_hook(
+        lambda module, name, param: created.append(param.dtype) if param is not None else None
+    )
+    try:
+        pipe = load_pipeline(model_path=None, random_init="tiny", device="cpu", dtype="fp16")
+        fp16_created = list(created)
+        created.clear()
+        build_random_pipeline("tiny", "cpu", seed=0, dtype="bf16")
+    finally:
+        hook.remove()
+    assert fp16_created and set(fp16_created) == {torch.float16}
+    assert created and set(created) == {torch.bfloat16}
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        assert {p.dtype for p in module.parameters()} == {torch.float16}
+    assert torch.get_default_dtype() == torch.float32  # restored
+    # same seed and dtype: the same weights (what lets a random-weight gang skip the broadcast)
+    again = load_pipeline(model_path=None, random_init="tiny", device="cpu", dtype="fp16")
+    assert all(torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), again.unet.parameters(), strict=True))
+
+
+def test_sd15_random_pipeline_uses_pndm_like_the_release(monkeypatch) -> None:
+    """Random sd15 ships the released SD-1.5's scheduler (PNDM: steps + 1 UNet calls)."""
+    import diffusers
+    from diffusers import PNDMScheduler
+
+    from eatbench.backends.gpu import pipelines
+
+    real_unet, real_vae = diffusers.UNet2DConditionModel, pipelines._vae
+    # the scheduler choice without building 860 M UNet parameters: tiny modules stand in
+    monkeypatch.setattr(diffusers, "UNet2DConditionModel", lambda **kw: real_unet(**pipelines.unet_config("tiny")))
+    monkeypatch.setattr(pipelines, "_vae", lambda arch: real_vae("tiny"))
+    pipe = pipelines.build_random_pipeline("sd15", "cpu")
+    assert isinstance(pipe.scheduler, PNDMScheduler) and pipe.scheduler.config.skip_prk_steps
+
+
+def test_random_weight_gang_skips_the_broadcast_and_is_labelled(backend: GpuBackend) -> None:
+    saved = backend.models
+    backend.models = {"*": {"model_path": None, "random_init": "tiny", "key": "random:tiny"}}
+    try:
+        backend.dissolve((0, 1))
+        (r,) = _run(backend, _job(backend, (0, 1), cold=True))
+    finally:
+        backend.models = saved
+        backend.dissolve((0, 1))
+    assert r.error is None and r.extra["weights"] == "random"
+    assert r.extra["cold_start_kind"] == "random-weight"
+    assert r.extra["weights_broadcast"] is False  # same seed: the checksums matched
+    assert r.extra["psnr_vs_single_db"] > 40  # and the ranks really hold the same weights
+    assert r.quality is None  # random weights: no image quality
+    assert set(r.extra["memory_gib"]) == {0, 1} and r.extra["memory_gib"][0]["peak_rss_gib"] > 0
+
+
+def test_error_is_reported_before_the_tear_down(backend: GpuBackend) -> None:
+    """A plain OOM on a single-rank task: reported at once (well before the 120 s deadline)
+    although the worker's tear-down then takes 6 s; the process is kept (no restart)."""
+    (warm,) = _run(backend, _job(backend, (0,), cold=True))
+    pid = backend.worker_pid(0)
+    backend.inject = {"rank": 0, "step": 1, "kind": "oom", "teardown_delay_s": 6.0}
+    try:
+        t0 = time.monotonic()
+        (r,) = _run(backend, _job(backend, (0,), cold=False, steps=3))
+        reported_after = time.monotonic() - t0
+    finally:
+        backend.inject = None
+    assert r.error is not None and "out of memory" in r.error and "rank 0" in r.error
+    assert reported_after < 4.0, reported_after  # not after the tear-down, not at the deadline
+    assert backend.worker_pid(0) == pid  # a plain OOM does not poison the process
+    (after,) = _run(backend, _job(backend, (0,), cold=False))  # the engine may still say warm
+    assert after.error is None and after.extra["reloaded"]
+    assert backend.worker_pid(0) == pid
+
+
+def test_sticky_error_restarts_the_worker(backend: GpuBackend) -> None:
+    """Any error but a plain OOM may be a sticky CUDA error: that process is replaced."""
+    (warm,) = _run(backend, _job(backend, (0,), cold=True))
+    pid = backend.worker_pid(0)
+    backend.inject = {"rank": 0, "step": 0, "kind": "sticky"}
+    try:
+        (r,) = _run(backend, _job(backend, (0,), cold=False))
+    finally:
+        backend.inject = None
+    assert r.error is not None and "illegal memory access" in r.error
+    assert backend.worker_pid(0) != pid
+    assert any(e["event"] == "task_error" and e["restart"] for e in backend.events)
+    (after,) = _run(backend, _job(backend, (0,), cold=False))
+    assert after.error is None and after.extra["reloaded"]
+
+
+def test_error_in_a_gang_fails_fast_and_replaces_both_workers(backend: GpuBackend) -> None:
+    """Rank 1 fails while rank 0 waits in the all-gather (collective timeout 600 s): the
+    task fails within seconds and both processes are replaced."""
+    backend.dissolve((0, 1))
+    (warm,) = _run(backend, _job(backend, (0, 1), cold=True))
+    pids = (backend.worker_pid(0), backend.worker_pid(1))
+    backend.inject = {"rank": 1, "step": 1, "kind": "error"}
+    try:
+        t0 = time.monotonic()
+        (r,) = _run(backend, _job(backend, (0, 1), cold=False, steps=5))
+        reported_after = time.monotonic() - t0
+    finally:
+        backend.inject = None
+    assert r.error is not None and "server 1 (rank 1)" in r.error and "injected" in r.error
+    assert reported_after < 10.0, reported_after
+    assert backend.worker_pid(0) != pids[0] and backend.worker_pid(1) != pids[1]
+
+
+def test_compile_warms_every_shape_before_measured_tasks(tmp_path) -> None:
+    """With ``compile``, the cold start compiles every listed resolution; a warm task at a
+    shape never seen warms it up first and reports that as its cold start: no compilation
+    lands inside a measured pipeline call (``eager`` compile backend: tracing, no codegen)."""
+    ctx = BackendContext(cluster=_cluster(1), profile=None, quality=None, seed=0)
+    b = GpuBackend(
+        ctx,
+        random_init="tiny",
+        devices="cpu",
+        dtype="fp32",
+        compile=True,
+        compile_backend="eager",
+        warmup_resolutions=[RES, 96],
+        save_images=False,
+        task_timeout_s=120.0,
+    )
+    try:
+        (cold,) = _run(b, _job(b, (0,), cold=True, steps=2))
+        (listed,) = _run(b, _job(b, (0,), cold=False, steps=2, res=96))
+        (new,) = _run(b, _job(b, (0,), cold=False, steps=2, res=128))
+    finally:
+        b.close()
+    assert cold.error is None and cold.extra["warmup_shapes"] == [[RES, 1], [96, 1]]
+    assert cold.extra["compile_s"] > 0 and cold.extra["compile_s"] == cold.extra["warmup_s"]
+    assert cold.extra["compiled_in_task"] == 0
+    assert listed.error is None and listed.cold_start_time == 0.0 and listed.extra["shape_warmup_s"] == 0.0
+    assert listed.extra["compiled_in_task"] == 0
+    assert new.error is None and new.extra["shape_warmup_s"] > 0 and new.cold_start_time == new.extra["shape_warmup_s"]
+    assert new.extra["compiled_in_task"] == 0 and not new.extra["reloaded"]
+
+
+def test_profiler_refuses_shared_gpu_gangs() -> None:
+    from eatbench.backends.gpu.profiler import check_gangs
+
+    with pytest.raises(ValueError, match=r"k=2 is invalid on shared devices \(cuda:0, cuda:0\).*allow_shared"):
+        check_gangs({0: "cuda:0", 1: "cuda:0"}, [1, 2], allow_shared_devices=False)
+    check_gangs({0: "cuda:0", 1: "cuda:0"}, [1, 2], allow_shared_devices=True)
+    check_gangs({0: "cuda:0", 1: "cuda:1"}, [1, 2], allow_shared_devices=False)
+    check_gangs({0: "cpu", 1: "cpu"}, [2], allow_shared_devices=False)  # cpu: allowed, marked
+    with pytest.raises(ValueError, match="k=4 needs 4 servers"):
+        check_gangs({0: "cuda:0", 1: "cuda:1"}, [4], allow_shared_devices=True)
 
 
 def test_measure_profile_writes_profile_csv(backend: GpuBackend, tmp_path) -> None:
     import csv
 
     from eatbench.backends.gpu.profiler import PROFILE_COLUMNS, measure_profile
+    from eatbench.profiles import LatencyProfile
 
     out = tmp_path / "profile.csv"
     rows = measure_profile(
@@ -318,12 +483,19 @@ def test_measure_profile_writes_profile_csv(backend: GpuBackend, tmp_path) -> No
         backend=backend,
     )
     with open(out) as f:
-        table = list(csv.DictReader(f))
-    assert tuple(table[0]) == PROFILE_COLUMNS
+        lines = f.read().splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    table = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    assert tuple(table[0])[: len(PROFILE_COLUMNS)] == PROFILE_COLUMNS
     assert [(r["model"], int(r["resolution"]), int(r["k"])) for r in table] == [("tiny", RES, 1), ("tiny", RES, 2)]
     for r in table:
         assert float(r["step_s"]) > 0 and float(r["fixed_s"]) >= 0 and float(r["cold_start_s"]) > 0
+        assert r["weights"] == "pretrained" and int(r["unet_calls"]) == 3
+    # both cpu workers share the machine: the k=2 row is marked, in its column and a comment
+    assert [int(r["shared_devices"]) for r in table] == [0, 1]
+    assert any("k=[2] measured with workers sharing a device" in c for c in comments)
     assert rows[0]["n_steps"] == 6 and os.path.isfile(str(out) + ".json")
+    assert len(LatencyProfile.from_csv(out).rows) == 2  # the loader ignores the extra columns
 
 
 def test_describe_and_close_leave_no_workers(backend: GpuBackend) -> None:
@@ -342,8 +514,18 @@ def test_bad_backend_params_fail_before_workers_start() -> None:
     before = set(multiprocessing.active_children())
     with pytest.raises(ValueError, match=r"backend.params.dtype='fp8' is invalid; allowed: "):
         GpuBackend(ctx, random_init="tiny", devices="cpu", dtype="fp8")
-    with pytest.raises(ValueError, match=r"devices entry 'tpu:0' is invalid; allowed: auto, cpu, cuda"):
+    with pytest.raises(ValueError, match=r"backend.params.devices=\['tpu:0'\] is invalid.*; allowed: auto, cpu, cuda"):
         GpuBackend(ctx, random_init="tiny", devices=["tpu:0"])
-    with pytest.raises(ValueError, match="compile and cuda_graphs are exclusive"):
+    with pytest.raises(ValueError, match=r"backend.params.devices='cuda:7' is invalid.*not present"):
+        GpuBackend(ctx, random_init="tiny", devices="cuda:7")
+    with pytest.raises(ValueError, match=r"backend.params.cuda_graphs=True is invalid; allowed: false when"):
         GpuBackend(ctx, random_init="tiny", devices="cpu", compile=True, cuda_graphs=True)
+    with pytest.raises(ValueError, match=r"backend.params.collective_timeout_s=0 is invalid; allowed: seconds > 0"):
+        GpuBackend(ctx, random_init="tiny", devices="cpu", collective_timeout_s=0)
+    with pytest.raises(ValueError, match=r"backend.params.warmup_resolutions=\[100\] is invalid"):
+        GpuBackend(ctx, random_init="tiny", devices="cpu", warmup_resolutions=[100])
+    with pytest.raises(
+        ValueError, match=r"backend.params.bogus=1 is invalid \(unknown parameter\); allowed: model_path"
+    ):
+        GpuBackend.check_params({"random_init": "tiny", "bogus": 1})
     assert set(multiprocessing.active_children()) == before

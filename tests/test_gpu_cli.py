@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 
 import pytest
 
@@ -23,6 +24,7 @@ from eatbench.gpu_cli import (
 
 CPU2 = ["++cluster.gpu_kinds={cpu:{speed:1.0}}", "cluster.servers=[cpu,cpu]", "cluster.name=cpu2"]
 TINY_WL = ["workload.model=tiny", "workload.resolutions=[64]", "workload.k_choices=[1,2]"]
+GPU_TINY = ["backend=gpu", "backend.params.random_init=tiny", "backend.params.devices=cpu"]
 
 
 def _split(namespace: str, *overrides: str):
@@ -31,9 +33,7 @@ def _split(namespace: str, *overrides: str):
 
 # ----------------------------------------------------------------- option handling
 def test_options_are_taken_out_of_the_config_and_typed() -> None:
-    cfg, args = _split(
-        "profile_args", "backend=gpu", *CPU2, *TINY_WL, "+profile_args.steps=5", "+profile_args.ks=[1,2]"
-    )
+    cfg, args = _split("profile_args", *GPU_TINY, *CPU2, *TINY_WL, "+profile_args.steps=5", "+profile_args.ks=[1,2]")
     assert isinstance(args, ProfileArgs)
     assert (args.steps, args.ks, args.repeats) == (5, [1, 2], 3)
     assert cfg.backend.name == "gpu" and cfg.workload.model == "tiny"
@@ -65,7 +65,7 @@ def test_experiment_config_stays_strict() -> None:
 
 # ------------------------------------------------------------------------ profile
 def test_profile_plan_comes_from_cluster_and_workload() -> None:
-    cfg, args = _split("profile_args", "backend=gpu", *CPU2, *TINY_WL, "output.root=/tmp/eb")
+    cfg, args = _split("profile_args", *GPU_TINY, *CPU2, *TINY_WL, "output.root=/tmp/eb")
     plan = profile_plan(cfg, args)
     assert plan == {
         "gpu_kind": "cpu",
@@ -104,7 +104,7 @@ def test_profile_with_a_missing_model_errors_before_workers_start(tmp_path) -> N
         + TINY_WL
         + [f"+profile_args.out={tmp_path / 'p.csv'}"]
     )
-    with pytest.raises(ConfigError, match="does not exist locally"):
+    with pytest.raises(ConfigError, match=r"backend.params.model_path=.* is invalid .*does not exist locally"):
         profile_command(raw)
     assert set(multiprocessing.active_children()) == before
     assert not (tmp_path / "p.csv").exists()
@@ -114,7 +114,7 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys) -> None:
     from eatbench.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["profile", "+profile_args.repeats=0", f"hydra.run.dir={tmp_path}/h", *CPU2, *TINY_WL, "backend=gpu"])
+        main(["profile", "+profile_args.repeats=0", f"hydra.run.dir={tmp_path}/h", *CPU2, *TINY_WL, *GPU_TINY])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "eatbench profile: config error: profile_args.repeats=0 is invalid" in err
@@ -144,21 +144,21 @@ def test_quality_curve_refuses_the_tiny_test_pipeline(tmp_path) -> None:
 
 
 def test_quality_curve_needs_model_and_clip(tmp_path) -> None:
-    cfg, args = _split("quality_args", "backend=gpu")
-    with pytest.raises(ConfigError, match="backend.params.model_path is required"):
-        quality_plan(cfg, args)
+    with pytest.raises(ConfigError, match=r"backend.params.model_path=None is invalid; allowed: .*required"):
+        _split("quality_args", "backend=gpu")  # the config itself is refused
     sd = _fake_pipeline(tmp_path / "sd", [320, 640, 1280, 1280])
     cfg, args = _split("quality_args", "backend=gpu", f"backend.params.model_path={sd}")
     with pytest.raises(ConfigError, match="clip_model_path is required"):
         quality_plan(cfg, args)
-    cfg, args = _split(
-        "quality_args",
-        "backend=gpu",
-        f"backend.params.model_path={sd}",
-        f"backend.params.clip_model_path={tmp_path / 'no_clip'}",
-    )
-    with pytest.raises(ConfigError, match="is not a local directory"):
-        quality_plan(cfg, args)
+    with pytest.raises(
+        ConfigError, match=r"backend.params.clip_model_path=.* is invalid \(it is not a local directory"
+    ):
+        _split(
+            "quality_args",
+            "backend=gpu",
+            f"backend.params.model_path={sd}",
+            f"backend.params.clip_model_path={tmp_path / 'no_clip'}",
+        )
 
 
 def test_quality_plan_with_real_looking_inputs(tmp_path) -> None:
@@ -182,6 +182,42 @@ def test_quality_plan_with_real_looking_inputs(tmp_path) -> None:
     assert kw["out_csv"] == "/tmp/eb/quality/sd15.csv"
 
 
+# ------------------------------------------------- backend.params: config errors, no traceback
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["backend.params.model_path=/no/such/model"], r"backend.params.model_path='/no/such/model' is invalid"),
+        (["backend.params.random_init=huge"], r"backend.params.random_init='huge' is invalid; allowed: sd15, sdxl"),
+        (
+            ["backend.params.random_init=tiny", "backend.params.devices=cuda:7"],
+            r"backend.params.devices='cuda:7' is invalid \('cuda:7' is not present.*\); allowed: auto, cpu, cuda",
+        ),
+        (
+            ["backend.params.random_init=tiny", "+backend.params.bogus=1"],
+            r"backend.params.bogus=1 is invalid \(unknown parameter\); allowed: model_path, random_init",
+        ),
+        (
+            ["backend.params.random_init=tiny", "backend.params.task_timeout_s=0"],
+            r"backend.params.task_timeout_s=0 is invalid; allowed: seconds > 0",
+        ),
+    ],
+)
+def test_bad_gpu_backend_params_are_config_errors_before_any_worker(overrides, message, tmp_path, capsys) -> None:
+    from eatbench.cli import main
+
+    before = set(multiprocessing.active_children())
+    root = tmp_path / "results"
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "backend=gpu", *overrides, f"output.root={root}", f"hydra.run.dir={tmp_path}/h"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eatbench run: config error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert set(multiprocessing.active_children()) == before
+    assert not root.exists()
+
+
 # ----------------------------------------------------------------------- fidelity
 def test_fidelity_needs_the_gpu_backend(tmp_path, capsys) -> None:
     from eatbench.cli import main
@@ -190,3 +226,74 @@ def test_fidelity_needs_the_gpu_backend(tmp_path, capsys) -> None:
         main(["fidelity", f"hydra.run.dir={tmp_path}/h"])
     assert exc.value.code == 2
     assert "backend.name='sim' is invalid for `eatbench fidelity`; allowed: gpu" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- the prepared GPU session and check
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _gpu_check_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_stops_an_overrunning_section(tmp_path) -> None:
+    import argparse
+    import time
+
+    gc = _gpu_check_module()
+    out = gc.Out(str(tmp_path / "check.jsonl"))
+    a = argparse.Namespace(budget_s=600.0, section_timeout_s=0.5)
+    t0 = time.monotonic()
+    assert gc.section(out, "hangs", a, time.sleep, 30) is None
+    assert time.monotonic() - t0 < 5
+    assert gc.section(out, "fine", a, lambda: 42) == 42
+    records = [json.loads(line) for line in (tmp_path / "check.jsonl").read_text().splitlines()]
+    stopped = next(r for r in records if r["what"] == "hangs")
+    assert stopped["stopped"] is True and "ran past its 0.5 s limit" in stopped["error"]
+    assert gc.FAILED == ["hangs"]
+    assert any(r["what"] == "fine_section" and r["ok"] for r in records)
+
+
+def test_gpu_session_env_check_fails_fast_without_diffusers(tmp_path) -> None:
+    """No wheelhouse and no diffusers: the session stops after the environment check, in
+    seconds, with exit status 2, having said what is missing; the check never starts."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    blocker = tmp_path / "no_diffusers"
+    blocker.mkdir()
+    (blocker / "diffusers.py").write_text("raise ImportError('No module named diffusers (hidden by the test)')\n")
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "WHEELHOUSE": str(tmp_path / "no_wheels"),
+        "SITE_DIR": str(tmp_path / "site"),
+        "PYTHONPATH": str(blocker),
+    }
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_session.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 2, proc.stderr
+    assert elapsed < 60, elapsed  # importing torch, then stop
+    env_records = [json.loads(line) for line in (out / "env.jsonl").read_text().splitlines()]
+    assert env_records[0]["what"] == "env" and "cannot import diffusers" in env_records[0]["error"]
+    assert env_records[-1] == {**env_records[-1], "what": "done", "ok": False}
+    steps = [json.loads(line) for line in (out / "session.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == ["install", "monitor", "env", "done"]
+    assert "no wheels" in steps[0]["note"] and steps[2]["rc"] == 2
+    assert steps[-1]["rc"] == 2 and steps[-1]["failed"] == ["env"]
+    assert not (out / "gpu_check.jsonl").exists()  # the check never started

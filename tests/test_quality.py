@@ -17,6 +17,7 @@ class TinyFeat(torch.nn.Module):
     """A fixed random conv net as FID feature extractor (64 features)."""
 
     num_features = 64
+    image_size = 32  # the test images' size: FidMeter resizes to it (no-op here)
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,6 +107,47 @@ def test_fid_meter_from_module_file(tmp_path) -> None:
     assert meter.compute() == pytest.approx(quality.fid(real, fake, TinyFeat()), rel=1e-4)
     with pytest.raises(FileNotFoundError):
         quality.FidMeter(str(tmp_path / "missing.pt"))
+
+
+class ShapeRecorder(TinyFeat):
+    """TinyFeat that records the shape of every batch it is given."""
+
+    image_size = 48
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(x.shape))
+        return super().forward(x)
+
+
+def test_fid_feeds_a_custom_extractor_resized_batches() -> None:
+    """Batches of at most ``batch_size``, every image resized to the extractor's input size
+    (also images of different sizes), and the same FID as one big batch."""
+    from PIL import Image
+
+    feat = ShapeRecorder()
+    real = _images(10, seed=5, size=32)
+    fake = [
+        Image.fromarray(_images(1, seed=6 + i, size=24 + 8 * (i % 3))[0].permute(1, 2, 0).numpy()) for i in range(7)
+    ]
+    meter = quality.FidMeter(feat, batch_size=4)
+    assert meter.image_size == 48  # the module's own input size
+    meter.update(real, real=True)
+    meter.update(fake, real=False)
+    value = meter.compute()
+    assert all(s[0] <= 4 and s[2:] == (48, 48) for s in feat.shapes), feat.shapes
+    assert sum(s[0] for s in feat.shapes) == 17  # every image once, none stacked as one set
+    whole = quality.fid(real, fake, ShapeRecorder(), batch_size=64)
+    assert value == pytest.approx(whole, rel=1e-3)
+    plain = torch.nn.Flatten()
+    plain.num_features = 3  # what torchmetrics needs; no image_size attribute
+    assert quality.FidMeter(plain).image_size == 299  # the Inception default
+    assert quality.FidMeter(TinyFeat(), image_size=64).image_size == 64
+    with pytest.raises(ValueError, match="batch_size=0 is invalid"):
+        quality.FidMeter(TinyFeat(), batch_size=0)
 
 
 def test_mean_ci95() -> None:

@@ -9,13 +9,21 @@ The engine decides (which task, which gang, cold or warm); this backend executes
   seconds come back as ``JobResult.cold_start_time``. A warm job reuses the loaded
   pipelines and the live process group (``cold_start_time == 0.0``).
 * ``advance(until)`` blocks on the wall clock until a job ends (every finished job is
-  returned) or ``until`` passes (``[]``). Crashed workers, errors (OOM included) and
-  timeouts fail the job with a reason, and the gang's workers are restarted.
+  returned) or ``until`` passes (``[]``). Crashed workers, errors and timeouts fail the
+  job with a reason, and the gang's workers are restarted (a worker that hit a plain
+  out-of-memory error alone keeps its process, having freed its pipeline; any other
+  error may be a sticky CUDA error, so that process is replaced).
 * ``now()`` is wall-clock seconds since the workers were ready (the episode start).
 
-A job's ``finish`` is when its image (rank 0) and the other ranks' last step were done;
-CLIP scoring and the optional PSNR check happen after it (``extra["quality_s"]``).
-Single machine only: process groups rendezvous on ``127.0.0.1``.
+A job's ``finish`` is when its image (rank 0) and the other ranks' last step were done.
+The PNG is written by this (parent) process after the worker reported, so saving never
+keeps a server busy; CLIP scoring and the optional PSNR check do (they run in the worker
+after ``finish`` and before it reports: ``extra["quality_s"]``; leave them off when
+timings matter). Single machine only: process groups rendezvous on ``127.0.0.1``.
+
+Configuration errors (unknown parameter, missing model, unavailable device, ...) are
+found by ``GpuBackend.check_params`` before any worker starts; the config validation
+calls it too, so ``eatbench run backend=gpu ...`` stops with a one-line message.
 """
 
 from __future__ import annotations
@@ -36,7 +44,17 @@ from eatbench.backends.gpu.pipelines import (
     ModelNotFoundError,
     resolve_model_path,
 )
-from eatbench.backends.gpu.worker import WorkerConfig, worker_main
+from eatbench.backends.gpu.worker import WorkerConfig, save_image, worker_main
+
+
+class BackendParamError(ValueError):
+    """A ``backend.params`` value is invalid; the message has the form
+    ``backend.params.X=... is invalid; allowed: ...``."""
+
+
+def _bad(name: str, value: Any, allowed: str, why: str = "") -> BackendParamError:
+    why = f" ({why})" if why else ""
+    return BackendParamError(f"backend.params.{name}={value!r} is invalid{why}; allowed: {allowed}")
 
 
 @dataclass
@@ -62,6 +80,7 @@ class _Running:
     launched: float  # monotonic
     deadline: float  # monotonic
     pending: set[int]
+    image_path: str | None = None
     payloads: dict[int, dict] = field(default_factory=dict)
     started: float | None = None  # monotonic, first rank that began
 
@@ -74,10 +93,16 @@ def _free_port() -> int:
 
 def resolve_devices(devices: str | list[str]) -> list[str]:
     """``"auto"`` (every CUDA device, else cpu), ``"cpu"``, ``"cuda"`` or a list like
-    ``["cuda:0", "cuda:1"]``; validated against what torch sees."""
+    ``["cuda:0", "cuda:1"]``; validated against what torch sees.
+
+    :raises BackendParamError: ``backend.params.devices=... is invalid; allowed: ...``.
+    """
     import torch
 
     n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    present = f"cuda:0..cuda:{n_cuda - 1}" if n_cuda else "no CUDA device is visible"
+    allowed = f"auto, cpu, cuda or a list of cpu / cuda:<i> ({present})"
+    given = devices
     if devices == "auto":
         return [f"cuda:{i}" for i in range(n_cuda)] or ["cpu"]
     if devices == "cuda":
@@ -90,14 +115,15 @@ def resolve_devices(devices: str | list[str]) -> list[str]:
         if d == "cpu":
             out.append(d)
             continue
-        if not d.startswith("cuda"):
-            raise ValueError(f"devices entry {d!r} is invalid; allowed: auto, cpu, cuda, cuda:<i>")
-        idx = int(d.split(":")[1]) if ":" in d else 0
+        head, _, idx_s = d.partition(":")
+        if head != "cuda" or (idx_s and not idx_s.isdigit()):
+            raise _bad("devices", given, allowed, f"{d!r} is not a device name")
+        idx = int(idx_s) if idx_s else 0
         if idx >= n_cuda:
-            raise ValueError(f"devices entry {d!r} is not available: torch sees {n_cuda} CUDA device(s)")
+            raise _bad("devices", given, allowed, f"{d!r} is not present: torch sees {n_cuda} CUDA device(s)")
         out.append(f"cuda:{idx}")
     if not out:
-        raise ValueError("devices is empty (no CUDA device found); use devices=cpu")
+        raise _bad("devices", given, allowed, "no CUDA device found")
     return out
 
 
@@ -142,6 +168,13 @@ class GpuBackend(Backend):
         cold) fails and its gang is restarted.
     :param cold_timeout_s: extra allowance in seconds for a cold start.
     :param start_timeout_s: how long to wait for the workers to start.
+    :param collective_timeout_s: timeout of the process group's collectives and
+        rendezvous (NCCL / gloo) in seconds; a gang stuck longer fails inside the worker.
+    :param warmup_resolutions: with ``compile``/``cuda_graphs``, also warm up these image
+        sides (px) during every cold start (``null``: only the task's); a warm task at a
+        shape not warmed yet warms it up first and reports that as its cold start.
+    :param compile_backend: ``torch.compile`` backend (``inductor``; ``aot_eager`` or
+        ``eager`` trace without code generation, for CPU tests).
     :param guidance_scale: classifier-free guidance scale (> 1 enables CFG).
     :param save_images: save each image (with prompt and seed) under ``out_dir/images``.
     :param clip_model_path: local CLIP model directory for the per-task CLIP score;
@@ -168,6 +201,9 @@ class GpuBackend(Backend):
         task_timeout_s: float = 600.0,
         cold_timeout_s: float = 900.0,
         start_timeout_s: float = 300.0,
+        collective_timeout_s: float = 600.0,
+        warmup_resolutions: list[int] | None = None,
+        compile_backend: str = "inductor",
         guidance_scale: float = 7.5,
         save_images: bool = True,
         clip_model_path: str | None = None,
@@ -176,16 +212,8 @@ class GpuBackend(Backend):
         time_steps: bool = True,
     ) -> None:
         self.context = context
-        self.models = self._resolve_models(model_path, random_init)
-        if dtype not in DTYPES:
-            raise ValueError(f"backend.params.dtype={dtype!r} is invalid; allowed: {', '.join(DTYPES)}")
-        if compile and cuda_graphs:
-            raise ValueError("backend.params: compile and cuda_graphs are exclusive; choose one")
-        if clip_model_path is not None and not os.path.isdir(clip_model_path):
-            raise ModelNotFoundError(f"backend.params.clip_model_path={clip_model_path!r} is not a local directory")
-        self.devices = resolve_devices(devices)
-        if cuda_graphs and not all(d.startswith("cuda") for d in self.devices):
-            raise ValueError("backend.params.cuda_graphs needs CUDA devices")
+        params = {k: v for k, v in locals().items() if k not in ("self", "context")}
+        self.models, self.devices = self._check(params)
         if dtype == "fp16" and self.devices == ["cpu"]:
             dtype = "fp32"  # fp16 on CPU is slow or unsupported; say so in describe()
             self._dtype_note = "fp16 requested on cpu: using fp32"
@@ -195,6 +223,11 @@ class GpuBackend(Backend):
         self.inner = "compile" if compile else "cuda_graphs" if cuda_graphs else "eager"
         self.task_timeout_s = float(task_timeout_s)
         self.cold_timeout_s = float(cold_timeout_s)
+        self.warmup_resolutions = [int(r) for r in warmup_resolutions or []]
+        #: test hook: a fault for the workers to raise (see ``worker._injected``); None normally
+        self.inject: dict | None = None
+        #: per server: the highest memory peaks its worker reported (GiB)
+        self.peak_memory: dict[int, dict[str, float]] = {}
         self.guidance_scale = float(guidance_scale)
         self.save_images = save_images
         self.clip_model_path = clip_model_path
@@ -215,7 +248,8 @@ class GpuBackend(Backend):
                 halo=patch_halo,
                 cpu_threads=cpu_threads or (1 if self.devices == ["cpu"] else 2),
                 time_steps=time_steps,
-                pg_timeout_s=min(self.task_timeout_s, 1800.0),
+                pg_timeout_s=float(collective_timeout_s),
+                compile_backend=compile_backend,
             )
             for pos, idx in enumerate(sorted(self.server_kinds))
         }
@@ -239,27 +273,90 @@ class GpuBackend(Backend):
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ setup
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Check ``backend.params`` without starting anything (the config validation calls
+        this): unknown names, the model, devices, dtype, timeouts, ...
+
+        :raises BackendParamError: ``backend.params.X=... is invalid; allowed: ...``.
+        """
+        import inspect
+
+        allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "context")]
+        for name in params:
+            if name not in allowed:
+                raise _bad(name, params[name], ", ".join(allowed), "unknown parameter")
+        defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items() if n in allowed}
+        cls._check({**defaults, **params})
+
+    @staticmethod
+    def _check(p: dict[str, Any]) -> tuple[dict[str, dict], list[str]]:
+        """Validate every parameter value; returns the models and the devices."""
+        if p["dtype"] not in DTYPES:
+            raise _bad("dtype", p["dtype"], ", ".join(DTYPES))
+        if p["compile"] and p["cuda_graphs"]:
+            raise _bad("cuda_graphs", p["cuda_graphs"], "false when backend.params.compile=true (choose one)")
+        for name in ("task_timeout_s", "start_timeout_s", "collective_timeout_s"):
+            v = p[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise _bad(name, v, "seconds > 0")
+        v = p["cold_timeout_s"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+            raise _bad("cold_timeout_s", v, "seconds >= 0")
+        g = p["guidance_scale"]
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < math.inf:
+            raise _bad("guidance_scale", g, "a number >= 0 (> 1 enables classifier-free guidance)")
+        w = p["warmup_resolutions"]
+        if w is not None and (
+            not isinstance(w, (list, tuple))
+            or any(isinstance(r, bool) or not isinstance(r, int) for r in w)
+            or any(r <= 0 or r % 8 for r in w)
+        ):
+            raise _bad("warmup_resolutions", w, "null or a list of pixel sizes > 0 divisible by 8")
+        if p["patch_halo"] is not None and (not isinstance(p["patch_halo"], int) or p["patch_halo"] < 0):
+            raise _bad("patch_halo", p["patch_halo"], "null or an integer >= 0 (latent rows)")
+        if p["cpu_threads"] is not None and (not isinstance(p["cpu_threads"], int) or p["cpu_threads"] < 1):
+            raise _bad("cpu_threads", p["cpu_threads"], "null or an integer >= 1")
+        if p["compile_backend"] not in ("inductor", "aot_eager", "eager", "cudagraphs"):
+            raise _bad("compile_backend", p["compile_backend"], "inductor, aot_eager, eager, cudagraphs")
+        clip = p["clip_model_path"]
+        if clip is not None and not os.path.isdir(os.path.expanduser(str(clip))):
+            raise _bad("clip_model_path", clip, "null or a local CLIP model directory", "it is not a local directory")
+        models = GpuBackend._resolve_models(p["model_path"], p["random_init"])
+        devices = resolve_devices(p["devices"])
+        if p["cuda_graphs"] and not all(d.startswith("cuda") for d in devices):
+            raise _bad("cuda_graphs", True, f"false on these devices ({', '.join(devices)}): graphs need CUDA")
+        return models, devices
+
     @staticmethod
     def _resolve_models(model_path: str | dict[str, str] | None, random_init: str | None) -> dict[str, dict]:
         """Model key -> {"model_path", "random_init", "key"}; ``"*"`` matches any task."""
         if random_init is not None:
             if random_init not in RANDOM_INIT_CHOICES:
-                raise ValueError(
-                    f"backend.params.random_init={random_init!r} is invalid; allowed: "
-                    f"{', '.join(RANDOM_INIT_CHOICES)} or null"
-                )
+                raise _bad("random_init", random_init, f"{', '.join(RANDOM_INIT_CHOICES)} or null")
             if model_path is not None:
-                raise ValueError("backend.params: give model_path or random_init, not both")
+                raise _bad("random_init", random_init, "null when backend.params.model_path is given (give one)")
             return {"*": {"model_path": None, "random_init": random_init, "key": f"random:{random_init}"}}
         if model_path is None:
-            raise ValueError(
-                "backend.params.model_path is required (a local pipeline directory or a "
-                "cached repo id), or set backend.params.random_init=sd15|sdxl|tiny"
+            raise _bad(
+                "model_path",
+                None,
+                "a local pipeline directory or a cached repo id (required), "
+                "or set backend.params.random_init=sd15|sdxl|tiny",
             )
         paths = model_path if isinstance(model_path, dict) else {"*": model_path}
-        return {
-            name: {"model_path": resolve_model_path(p), "random_init": None, "key": str(p)} for name, p in paths.items()
-        }
+        out = {}
+        for name, path in paths.items():
+            field_name = "model_path" if not isinstance(model_path, dict) else f"model_path.{name}"
+            try:
+                out[name] = {
+                    "model_path": resolve_model_path(str(path), f"backend.params.{field_name}"),
+                    "random_init": None,
+                    "key": str(path),
+                }
+            except ModelNotFoundError as err:
+                raise BackendParamError(str(err)) from None
+        return out
 
     def _spawn(self, cfg: WorkerConfig) -> _Worker:
         parent, child = self._mp.Pipe(duplex=True)
@@ -334,7 +431,7 @@ class GpuBackend(Backend):
             image_path = os.path.join(self.context.out_dir, "images", f"task{task.id:05d}_seed{task.seed}.png")
         t = time.monotonic()
         timeout = self.task_timeout_s + (self.cold_timeout_s if init else 0.0)
-        run = _Running(job, job_id, group, t, t + timeout, set(range(len(group))))
+        run = _Running(job, job_id, group, t, t + timeout, set(range(len(group))), image_path)
         self._jobs[job_id] = run
         for s in group:
             self._busy[s] = job_id
@@ -355,6 +452,8 @@ class GpuBackend(Backend):
                 "image_path": image_path if rank == 0 else None,
                 "clip_model_path": self.clip_model_path,
                 "check_psnr": self.check_psnr,
+                "warm_shapes": [[r, self.images_per_task] for r in self.warmup_resolutions],
+                "inject": self.inject,
             }
             try:
                 self._workers[s].conn.send(("run", spec))
@@ -417,12 +516,22 @@ class GpuBackend(Backend):
             "patch_halo": next(iter(self._configs.values())).halo,
             "models": {k: v["key"] for k, v in self.models.items()},
             "random_init": any(v["random_init"] for v in self.models.values()),
+            # random weights are built from a seed on the device: such a cold start is not a
+            # load from disk, and its images mean nothing
+            "cold_start_kind": ("random-weight" if any(v["random_init"] for v in self.models.values()) else "load"),
             "quality": "clip" if self.clip_model_path else None,
             "torch": first.get("torch"),
             "diffusers": first.get("diffusers"),
             "transformers": first.get("transformers"),
             "cpu_threads_per_worker": first.get("cpu_threads"),
             "worker_restarts": sum(w.restarts for w in self._workers.values()),
+            "timeouts_s": {
+                "task": self.task_timeout_s,
+                "cold": self.cold_timeout_s,
+                "collective": next(iter(self._configs.values())).pg_timeout_s,
+            },
+            "warmup_resolutions": self.warmup_resolutions,
+            "peak_memory_gib": {s: dict(m) for s, m in sorted(self.peak_memory.items())},
         }
 
     # -------------------------------------------------------------- internals
@@ -447,15 +556,16 @@ class GpuBackend(Backend):
 
     def _poll(self, timeout: float) -> None:
         """Handle worker messages and deaths (waiting up to ``timeout`` s), then timeouts."""
-        by_obj: dict[Any, int] = {}
+        by_obj: dict[Any, tuple[int, _Worker]] = {}
         for idx, w in self._workers.items():
-            by_obj[w.conn] = idx
-            by_obj[w.proc.sentinel] = idx
+            by_obj[w.conn] = (idx, w)
+            by_obj[w.proc.sentinel] = (idx, w)
         ready = wait(list(by_obj), timeout) if by_obj else []
         dead: set[int] = set()
         for obj in ready:
-            idx = by_obj[obj]
-            w = self._workers[idx]
+            idx, w = by_obj[obj]
+            if self._workers[idx] is not w:  # replaced meanwhile (restarted after an error)
+                continue
             if obj is w.conn:
                 try:
                     while w.conn.poll():
@@ -497,7 +607,9 @@ class GpuBackend(Backend):
                 self._finish(run)
         elif kind == "error":
             server = run.group[msg[2]]
-            self._fail(run, f"server {server} (rank {msg[2]}): {msg[3]}", clean={server})
+            restart = bool(msg[4].get("restart", True)) if len(msg) > 4 else True
+            self.events.append({"t": self.now(), "event": "task_error", "server": server, "restart": restart})
+            self._fail(run, f"server {server} (rank {msg[2]}): {msg[3]}", clean=set() if restart else {server})
 
     def _release(self, run: _Running) -> None:
         self._jobs.pop(run.job_id, None)
@@ -511,11 +623,25 @@ class GpuBackend(Backend):
         t_end = max(p["t_end"] for p in run.payloads.values())
         finish = t_end - self._t0
         loaded = [p for p in run.payloads.values() if p["loaded"]]
-        cold_s = max((p["cold_start_s"] for p in loaded), default=0.0)
+        cold_s = max((p["cold_start_s"] for p in run.payloads.values()), default=0.0)
         wall = t_end - run.launched
+        image_path = None
+        if run.image_path and p0.get("image") is not None:
+            image_path = save_image(p0["image"], run.image_path, self._image_meta(run))
+        memory = {s: run.payloads[rank].get("memory", {}) for rank, s in enumerate(run.group)}
+        for s, m in memory.items():
+            peak = self.peak_memory.setdefault(s, {})
+            for key, value in m.items():
+                peak[key] = max(peak.get(key, 0.0), value)
         extra: dict[str, Any] = {
-            "image_path": p0.get("image_path"),
+            "image_path": image_path,
             "reloaded": bool(loaded),
+            "weights": p0.get("weights"),
+            "shape_warmup_s": max(p.get("shape_warmup_s", 0.0) for p in run.payloads.values()),
+            "compile_s": max(p.get("compile_s", 0.0) for p in run.payloads.values()),
+            "unet_calls": p0.get("unet_calls"),
+            "compiled_in_task": max(p.get("compiled_in_task", 0) for p in run.payloads.values()),
+            "memory_gib": memory,
             "wall_s": wall,
             "reported_s": time.monotonic() - run.launched,  # until the backend saw it
             "pipeline_s": p0["pipeline_s"],
@@ -529,9 +655,25 @@ class GpuBackend(Backend):
         if loaded:
             for part in ("pg_init_s", "load_s", "warmup_s"):
                 extra[part] = max(p.get(part, 0.0) for p in loaded)
+            extra["weights_broadcast"] = any(p.get("weights_broadcast") for p in loaded)
+            extra["warmup_shapes"] = loaded[0].get("warmup_shapes")
+            # a random-weight cold start builds weights from a seed: no disk or host transfer
+            extra["cold_start_kind"] = "random-weight" if p0.get("weights") == "random" else "load"
         if "psnr_vs_single_db" in p0:
             extra["psnr_vs_single_db"] = p0["psnr_vs_single_db"]
         self._done.append(JobResult(run.job, finish, p0.get("quality"), None, cold_s, extra))
+
+    def _image_meta(self, run: _Running) -> dict:
+        task = run.job.task
+        return {
+            "task": task.id,
+            "prompt": task.prompt,
+            "seed": task.seed,
+            "steps": run.job.steps,
+            "resolution": task.resolution,
+            "k": len(run.group),
+            "model": self._workers[run.group[0]].model_key,
+        }
 
     def _fail(self, run: _Running, reason: str, clean: set[int] | None = None) -> None:
         """Fail ``run`` and restart its gang's workers (but ``clean`` ones, which tore

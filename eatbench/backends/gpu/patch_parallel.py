@@ -176,6 +176,11 @@ class PatchParallelUNet:
     :param halo: latent rows of context above and below each patch (``None``: 1/4 of
         the latent height, rounded to the alignment).
     :param inner: ``"eager"``, ``"compile"`` or ``"cuda_graphs"`` for the local UNet call.
+    :param sync: called (no arguments) right before the first UNet call's clock is read,
+        e.g. ``torch.cuda.synchronize``, so that the first step does not include the tail
+        of the asynchronous text encoding.
+    :param compile_backend: ``torch.compile`` backend when ``inner="compile"``
+        (``inductor``; tests use ``aot_eager`` or ``eager``: same tracing, no codegen).
     """
 
     def __init__(
@@ -185,25 +190,42 @@ class PatchParallelUNet:
         split_cfg: bool = True,
         halo: int | None = None,
         inner: str = "eager",
+        sync: Callable[[], None] | None = None,
+        compile_backend: str = "inductor",
     ) -> None:
         self.unet = unet
         self.split_cfg = split_cfg
         self.halo = halo
+        self.inner = inner
         self.enabled = True
+        self.sync = sync
         self.first_call_t: float | None = None  # perf_counter of the first UNet call
+        self.calls = 0  # UNet calls since the last reset of first_call_t (by the caller)
         self.align = 2 ** (len(unet.config.block_out_channels) - 1)
         self._orig_forward = unet.forward  # bound method of the class
         call: Callable[..., Any] = self._orig_forward
         if inner == "compile":
             import torch
 
-            call = torch.compile(self._orig_forward)
+            call = torch.compile(self._orig_forward, backend=compile_backend)
         elif inner == "cuda_graphs":
             call = GraphedCall(self._orig_forward)
         elif inner != "eager":
             raise ValueError(f"inner={inner!r}; allowed: eager, compile, cuda_graphs")
         self._local = call
         unet.forward = self.forward
+
+    def compiled_graphs(self) -> int:
+        """How many graphs the local call has compiled (``compile``: dynamo's unique
+        graphs in this process) or captured (``cuda_graphs``) so far; 0 when eager.
+        A change across a measured call means compilation happened inside it."""
+        if self.inner == "compile":
+            from torch._dynamo.utils import counters
+
+            return int(counters["stats"]["unique_graphs"])
+        if self.inner == "cuda_graphs":
+            return len(self._local.graphs)
+        return 0
 
     def remove(self) -> None:
         """Restore the UNet's own ``forward``."""
@@ -238,7 +260,10 @@ class PatchParallelUNet:
         import torch.distributed as dist
 
         if self.first_call_t is None:
+            if self.sync is not None:
+                self.sync()  # the text encoding queued before this call is not step 0's
             self.first_call_t = time.perf_counter()
+        self.calls += 1
         return_dict = kwargs.pop("return_dict", True)
         if args:  # encoder_hidden_states may come positionally
             kwargs["encoder_hidden_states"] = args[0]

@@ -12,9 +12,11 @@ torch, diffusers and transformers are imported inside the functions, never at im
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +38,27 @@ def torch_dtype(name: str) -> Any:
     return table[name]
 
 
-def resolve_model_path(model_path: str) -> str:
+def resolve_model_path(model_path: str, field: str = "backend.params.model_path") -> str:
     """Return a local directory holding a diffusers pipeline (``model_index.json``).
 
     :param model_path: a local directory, or a Hugging Face repo id that must already be
         in the local cache (looked up with ``local_files_only=True``; nothing downloads).
-    :raises ModelNotFoundError: when neither exists locally.
+    :param field: the config field named in error messages.
+    :raises ModelNotFoundError: when neither exists locally; the message has the form
+        ``<field>='...' is invalid; allowed: ...``.
     """
-    path = Path(os.path.expanduser(model_path))
+    allowed = (
+        "allowed: a local directory saved with save_pretrained() (with model_index.json), a repo id "
+        "already in the local Hugging Face cache, or null with backend.params.random_init=sd15|sdxl|tiny"
+    )
+    path = Path(os.path.expanduser(str(model_path)))
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelNotFoundError(
-                f"model_path={model_path!r} is a directory without model_index.json; "
-                "expected a diffusers pipeline saved with save_pretrained()"
+                f"{field}={str(model_path)!r} is invalid (a directory without model_index.json); {allowed}"
             )
         return str(path)
+    model_path = str(model_path)
     looks_like_repo = model_path.count("/") == 1 and not model_path.startswith((".", "/", "~"))
     if looks_like_repo:
         try:
@@ -59,16 +67,13 @@ def resolve_model_path(model_path: str) -> str:
             local = snapshot_download(model_path, local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - hub raises several kinds
             raise ModelNotFoundError(
-                f"model_path={model_path!r} is neither a local directory nor a repo in the "
-                f"local Hugging Face cache ({type(exc).__name__}); nothing is downloaded. "
-                "Download it beforehand or set backend.params.random_init=sd15|sdxl|tiny"
+                f"{field}={model_path!r} is invalid (neither a local directory nor a repo in the "
+                f"local Hugging Face cache: {type(exc).__name__}; nothing is downloaded); {allowed}"
             ) from None
         if (Path(local) / "model_index.json").is_file():
             return local
     raise ModelNotFoundError(
-        f"model_path={model_path!r} does not exist locally (nothing is downloaded); "
-        "give a directory saved with save_pretrained(), a cached repo id, or set "
-        "backend.params.random_init=sd15|sdxl|tiny for random weights"
+        f"{field}={model_path!r} is invalid (it does not exist locally; nothing is downloaded); {allowed}"
     )
 
 
@@ -189,21 +194,38 @@ def _vae(arch: str) -> Any:
     )
 
 
-def build_random_pipeline(arch: str, device: str = "cpu", seed: int = 0) -> Any:
+@contextlib.contextmanager
+def default_dtype(dtype: Any) -> Iterator[None]:
+    """Create floating-point tensors in ``dtype`` inside the block (torch's default dtype)."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def build_random_pipeline(arch: str, device: str = "cpu", seed: int = 0, dtype: str = "fp32") -> Any:
     """Build a text-to-image pipeline of architecture ``arch`` with random weights.
 
-    :param arch: ``sd15`` (StableDiffusionPipeline, SD-1.5 sizes), ``sdxl``
-        (StableDiffusionXLPipeline, SDXL-base sizes), ``tiny`` (a 2 M-parameter SD
-        pipeline for tests; 64 px images take ~0.04-0.07 s per step on one CPU core) or
-        ``tiny-sdxl`` (the SDXL pipeline's structure at tiny size, for tests).
+    :param arch: ``sd15`` (StableDiffusionPipeline, SD-1.5 sizes, PNDM scheduler as the
+        released SD-1.5), ``sdxl`` (StableDiffusionXLPipeline, SDXL-base sizes, Euler),
+        ``tiny`` (a 2 M-parameter SD pipeline for tests, DDIM; 64 px images take
+        ~0.04-0.07 s per step on one CPU core) or ``tiny-sdxl`` (the SDXL pipeline's
+        structure at tiny size, for tests).
     :param device: where parameters are created (building on the GPU is much faster).
-    :param seed: torch seed for the weights (same seed and device kind, same weights).
-    :returns: the pipeline in fp32 on ``device``.
+    :param seed: torch seed for the weights (same seed, device kind and dtype: same weights).
+    :param dtype: ``fp32``, ``fp16`` or ``bf16``: every parameter is *created* in this
+        dtype (no fp32 copy is ever made, so no fp32-sized block stays reserved).
+    :returns: the pipeline in ``dtype`` on ``device``.
     """
     import torch
     from diffusers import (
         DDIMScheduler,
         EulerDiscreteScheduler,
+        PNDMScheduler,
         StableDiffusionPipeline,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
@@ -213,7 +235,9 @@ def build_random_pipeline(arch: str, device: str = "cpu", seed: int = 0) -> Any:
     ucfg = unet_config(arch)
     tok = make_byte_tokenizer()
     torch.manual_seed(seed)
-    with torch.device(device):
+    if device.startswith("cuda"):
+        torch.cuda.manual_seed_all(seed)
+    with torch.device(device), default_dtype(torch_dtype(dtype)):
         unet = UNet2DConditionModel(**ucfg)
         vae = _vae(arch)
         tiny = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2}
@@ -265,14 +289,24 @@ def build_random_pipeline(arch: str, device: str = "cpu", seed: int = 0) -> Any:
             scheduler=sched,
             force_zeros_for_empty_prompt=True,
         )
-    sched = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    if arch == "sd15":  # the released SD-1.5 ships PNDM (PLMS): steps + 1 UNet calls per image
+        sched = PNDMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            skip_prk_steps=True,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        )
+    else:  # tiny: DDIM, one UNet call per step
+        sched = DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        )
     return StableDiffusionPipeline(
         unet=unet,
         vae=vae,
@@ -326,9 +360,7 @@ def load_pipeline(
             pipe.safety_checker = None  # not part of the measured task
         pipe = pipe.to(device)
     elif random_init is not None:
-        pipe = build_random_pipeline(random_init, device, seed)
-        if dtype != "fp32":
-            pipe = pipe.to(device, tdtype)
+        pipe = build_random_pipeline(random_init, device, seed, dtype)
     else:
         raise ValueError("either model_path or random_init must be given")
     pipe.set_progress_bar_config(disable=True)

@@ -8,15 +8,27 @@ loader reads::
 
 * ``step_s``: median seconds per denoising step of one task (with CFG the UNet batch
   is 2), over ``repeats`` warm tasks; each step is bracketed by
-  ``torch.cuda.synchronize`` on CUDA (the worker's ``time_steps``).
-* ``fixed_s``: median per-task constant: pipeline call time minus its steps (text
-  encoding, latent set-up, VAE decode on rank 0).
+  ``torch.cuda.synchronize`` on CUDA (the worker's ``time_steps``), step 0 starting
+  after a synchronisation at the first UNet call.
+* ``fixed_s``: median per-task constant: pipeline call time minus ``steps`` median
+  steps (text encoding, latent set-up, VAE decode on rank 0, and any UNet call a
+  scheduler makes beyond one per step: PNDM, which the released SD-1.5 ships and the
+  random ``sd15`` pipeline uses, calls the UNet ``steps + 1`` times).
 * ``cold_start_s``: the gang's measured cold start (process group, weights to device,
-  2-step warm-up), from the first (cold) task of each (resolution, k); that task is
-  excluded from the step statistics.
+  warm-up), from the first (cold) task of each (resolution, k); that task is excluded
+  from the step statistics. With ``random_init`` the weights are built from a seed on
+  the device, not read from disk: such cold starts are *random-weight* cold starts,
+  marked in the ``weights`` column, in a ``#`` comment line and in the JSON.
 
-A ``batch`` column is added when ``batches`` is not ``(1,)`` (images per task). A JSON
-file beside the CSV (``<out_csv>.json``) keeps every sample and the backend description.
+Gangs (k > 1) whose members share a device (one GPU time-sliced by several workers,
+gloo through host memory) do not measure a k-way figure: on CUDA they are refused unless
+``allow_shared_devices``; every such row (CUDA or cpu, where the workers share the
+cores) is marked ``shared_devices=1`` in the CSV and named in a ``#`` line.
+
+Columns beyond ``PROFILE_COLUMNS`` (``batch`` when ``batches`` is not ``(1,)``,
+``weights``, ``shared_devices``, ``unet_calls``) and ``#`` lines are ignored by the profile
+loader. A JSON file beside the CSV (``<out_csv>.json``) keeps every sample, the cold
+start parts (load, compile/warm-up) and the backend description.
 """
 
 from __future__ import annotations
@@ -72,6 +84,7 @@ def measure_profile(
     guidance_scale: float = 7.5,
     prompt: str = "a photograph of an astronaut riding a horse",
     backend: Any = None,
+    allow_shared_devices: bool = False,
 ) -> list[dict]:
     """Measure per-step latency, per-task constant and cold start; write ``out_csv``.
 
@@ -89,6 +102,9 @@ def measure_profile(
     :param devices, dtype, compile, cuda_graphs, guidance_scale: as for ``GpuBackend``.
     :param backend: an existing ``GpuBackend`` with at least ``max(ks)`` servers to use
         instead of starting one (its settings then apply; it is not closed).
+    :param allow_shared_devices: measure k > 1 even when the gang's workers share a GPU
+        (the row is then marked ``shared_devices=1``); otherwise such a k is refused.
+    :raises ValueError: a k larger than the servers, or a shared-device gang not allowed.
     :returns: the rows written, each with extra keys ``step_s_p10``, ``step_s_p90``,
         ``n_steps`` (samples behind ``step_s``) and ``device``.
     """
@@ -100,6 +116,11 @@ def measure_profile(
 
     own = backend is None
     if own:
+        from eatbench.backends.gpu.backend import resolve_devices
+
+        devs = resolve_devices(devices)
+        check_gangs({i: devs[i % len(devs)] for i in range(max(ks))}, ks, allow_shared_devices)
+
         backend = GpuBackend(
             BackendContext(cluster=_Cluster(max(ks), gpu_kind or "unknown"), profile=None, quality=None),
             model_path=model_path,
@@ -127,12 +148,18 @@ def measure_profile(
             raise RuntimeError(f"profiling task failed (k={len(servers)}, {res} px): {result.error}")
         return result
 
+    n_servers = len(backend.server_kinds)
+    server_devices = desc["server_devices"]
     try:
-        n_servers = len(backend.server_kinds)
+        check_gangs(server_devices, ks, allow_shared_devices)
+    except ValueError:
+        if own:
+            backend.close()
+        raise
+    try:
         for k in ks:
-            if k > n_servers:
-                raise ValueError(f"k={k} needs {k} servers; the backend has {n_servers}")
             servers = tuple(range(k))
+            shared_devices = int(len({server_devices[s] for s in servers}) < k)
             for res in resolutions:
                 for batch in batches:
                     backend.images_per_task = batch
@@ -140,17 +167,22 @@ def measure_profile(
                     cold = run(servers, res, cold=True)
                     warm = [run(servers, res, cold=False) for _ in range(repeats)]
                     step_times = [s for r in warm for s in r.extra["step_s"]]
-                    fixed = [r.extra["pipeline_s"] - sum(r.extra["step_s"]) for r in warm]
+                    step_med = statistics.median(step_times)
+                    # the per-task constant absorbs extra UNet calls (PNDM: steps + 1 calls)
+                    fixed = [r.extra["pipeline_s"] - steps * step_med for r in warm]
                     q = statistics.quantiles(step_times, n=10) if len(step_times) >= 2 else [math.nan] * 9
                     row = {
                         "gpu_kind": kind,
                         "model": model,
                         "resolution": res,
                         "k": k,
-                        "step_s": statistics.median(step_times),
+                        "step_s": step_med,
                         "fixed_s": max(0.0, statistics.median(fixed)),
                         "cold_start_s": cold.cold_start_time,
                         "batch": batch,
+                        "weights": cold.extra.get("weights"),
+                        "shared_devices": shared_devices,
+                        "unet_calls": warm[0].extra.get("unet_calls"),
                         "step_s_p10": q[0],
                         "step_s_p90": q[-1],
                         "n_steps": len(step_times),
@@ -162,7 +194,13 @@ def measure_profile(
                             **row,
                             "step_samples": step_times,
                             "fixed_samples": fixed,
-                            "cold_parts": {p: cold.extra.get(p) for p in ("pg_init_s", "load_s", "warmup_s")},
+                            "cold_parts": {
+                                p: cold.extra.get(p)
+                                for p in ("pg_init_s", "load_s", "warmup_s", "compile_s", "weights_broadcast")
+                            },
+                            "cold_start_kind": cold.extra.get("cold_start_kind"),
+                            "compiled_in_warm_tasks": sum(r.extra.get("compiled_in_task", 0) for r in warm),
+                            "memory_gib": cold.extra.get("memory_gib"),
                             "wall_s": [r.extra["wall_s"] for r in warm],
                             "pipeline_s": [r.extra["pipeline_s"] for r in warm],
                         }
@@ -172,11 +210,56 @@ def measure_profile(
         if own:
             backend.close()
     columns = list(PROFILE_COLUMNS) + (["batch"] if tuple(batches) != (1,) else [])
+    columns += ["weights", "shared_devices", "unet_calls"]
     os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
     with open(out_csv, "w", newline="") as f:
+        for note in _notes(rows):
+            f.write(f"# {note}\n")
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     with open(out_csv + ".json", "w") as f:
-        json.dump({"backend": desc, "steps": steps, "repeats": repeats, "rows": samples}, f, indent=1)
+        json.dump(
+            {"backend": desc, "steps": steps, "repeats": repeats, "notes": _notes(rows), "rows": samples}, f, indent=1
+        )
     return rows
+
+
+def check_gangs(server_devices: dict[int, str], ks: Sequence[int], allow_shared_devices: bool) -> None:
+    """Refuse a k the servers cannot hold, or a k > 1 gang (servers ``0..k-1``) whose
+    workers share a CUDA device, unless ``allow_shared_devices`` (cpu gangs, test runs
+    only, are allowed and marked in the CSV).
+
+    :param server_devices: server index -> device (``GpuBackend.describe()["server_devices"]``).
+    :raises ValueError: naming the k and what is allowed.
+    """
+    for k in ks:
+        if k > len(server_devices):
+            raise ValueError(f"k={k} needs {k} servers; the backend has {len(server_devices)}")
+        devs = [server_devices[s] for s in range(k)]
+        shared_gpu = len(set(devs)) < k and any(d.startswith("cuda") for d in devs)
+        if k > 1 and shared_gpu and not allow_shared_devices:
+            raise ValueError(_shared_message(k, devs))
+
+
+def _shared_message(k: int, devices: list[str]) -> str:
+    return (
+        f"profile k={k} is invalid on shared devices ({', '.join(devices)}): the gang's workers would "
+        "time-slice one device and all-gather through host memory, which is not a k-way figure; "
+        f"allowed: k <= the number of distinct devices ({len(set(devices))}), or allow_shared_devices=True "
+        "to measure anyway (rows marked in the shared_devices column)"
+    )
+
+
+def _notes(rows: list[dict]) -> list[str]:
+    """Comment lines for the CSV: what its figures are not."""
+    notes = []
+    if any(r.get("weights") == "random" for r in rows):
+        notes.append(
+            "random-weight cold starts: weights built from a seed on the device, not loaded from disk "
+            "(cold_start_s is not a real model load)"
+        )
+    shared = sorted({r["k"] for r in rows if r.get("shared_devices")})
+    if shared:
+        notes.append(f"k={shared} measured with workers sharing a device (not k-way figures)")
+    return notes

@@ -4,10 +4,16 @@ The backend talks to a worker over a duplex ``multiprocessing`` pipe.
 
 Backend -> worker messages:
 
-* ``("run", spec)``: run one task as rank ``spec["rank"]`` of a gang (see ``RunSpec``).
+* ``("run", spec)``: run one task as rank ``spec["rank"]`` of a gang (see ``run_task``).
   When ``spec["init"]`` is set the worker first does a *cold start*: tear down its old
   process group and pipeline, join the new process group, load the weights to the
-  device, and warm up (a 2-step generation at the task's resolution). All timed.
+  device (random weights: built in the target dtype from a shared seed, checked equal on
+  all ranks by one all-gathered checksum instead of one broadcast per parameter), empty
+  the allocator cache, and warm up (a 2-step generation at the task's shape, and with
+  ``compile``/``cuda_graphs`` at every shape of ``spec["warm_shapes"]``). All timed.
+  With ``compile``/``cuda_graphs``, a warm task at a shape (resolution, images) the
+  worker has not run yet is warmed up first and that time is reported as its cold start
+  (``shape_warmup_s``), so no compilation or capture lands in a measured pipeline call.
 * ``("dissolve",)``: tear down the process group and free the pipeline.
 * ``("stop",)``: tear down and exit.
 
@@ -16,7 +22,12 @@ Worker -> backend messages:
 * ``("ready", info)`` once torch/diffusers are imported (info: pid, device, versions).
 * ``("started", job_id, rank, t)`` when a task begins (``t``: ``time.monotonic()``).
 * ``("done", job_id, rank, payload)`` when it ends (see ``run_task`` for the payload).
-* ``("error", job_id, rank, reason)`` when it fails; the worker has torn down its group.
+* ``("error", job_id, rank, reason, {"restart": bool})`` when it fails, sent *before*
+  any tear-down (destroying a process group can block on unmatched collectives). After a
+  plain out-of-memory error on a single-rank task the worker then frees its pipeline and
+  keeps serving (``restart: False``); after any other error (a sticky CUDA error such as
+  an illegal address, a failed graph capture, an NCCL error, or anything in a gang) it
+  exits at once without tearing down, and the backend starts a fresh process.
 
 All timestamps sent are ``time.monotonic()`` seconds (system-wide on Linux, so comparable
 between processes); durations are seconds measured with ``time.perf_counter()`` and, on
@@ -49,7 +60,8 @@ class WorkerConfig:
     :param halo: latent rows of context around each patch (``None``: automatic).
     :param cpu_threads: torch intra-op threads in this process.
     :param time_steps: record per-step times (synchronising each step on CUDA).
-    :param pg_timeout_s: timeout of collectives in seconds.
+    :param pg_timeout_s: timeout of collectives (and of the rendezvous) in seconds.
+    :param compile_backend: ``torch.compile`` backend for ``inner="compile"``.
     """
 
     server: int
@@ -61,6 +73,7 @@ class WorkerConfig:
     cpu_threads: int = 1
     time_steps: bool = True
     pg_timeout_s: float = 600.0
+    compile_backend: str = "inductor"
 
 
 @dataclass
@@ -70,6 +83,11 @@ class _State:
     model_key: str | None = None
     pg: bool = False
     clip: dict = field(default_factory=dict)
+    shapes: set = field(default_factory=set)  # (resolution, images) run since the last cold start
+
+
+class InjectedFault(RuntimeError):
+    """A failure raised on purpose (tests of the error paths; ``spec["inject"]``)."""
 
 
 def _sync(device: str) -> None:
@@ -106,6 +124,16 @@ def worker_main(cfg: WorkerConfig, conn: Any, parent_pid: int) -> None:
     from eatbench.backends.gpu.pipelines import quiet_libraries
 
     quiet_libraries()
+    # resolve diffusers' / transformers' lazy modules now, so that the first cold start
+    # measures loading weights, not importing Python modules
+    from diffusers import (  # noqa: F401
+        AutoencoderKL,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: F401
+
     if cfg.device.startswith("cuda"):
         torch.cuda.set_device(cfg.device)
     info = {
@@ -134,8 +162,11 @@ def worker_main(cfg: WorkerConfig, conn: Any, parent_pid: int) -> None:
                 break
             if msg[0] == "dissolve":
                 _teardown(state, cfg)
-            elif msg[0] == "run":
-                _handle_run(state, cfg, conn, msg[1])
+            elif msg[0] == "run" and _handle_run(state, cfg, conn, msg[1]) == "exit":
+                try:
+                    conn.close()
+                finally:
+                    os._exit(3)  # no tear-down: the state may be broken; the backend respawns us
     finally:
         _teardown(state, cfg)
 
@@ -148,6 +179,7 @@ def _teardown(state: _State, cfg: WorkerConfig) -> None:
     if state.parallel is not None:
         state.parallel.remove()
     state.pipe = state.parallel = state.model_key = None
+    state.shapes = set()
     if state.pg and dist.is_initialized():
         try:
             dist.destroy_process_group()
@@ -159,29 +191,114 @@ def _teardown(state: _State, cfg: WorkerConfig) -> None:
         torch.cuda.empty_cache()
 
 
-def _handle_run(state: _State, cfg: WorkerConfig, conn: Any, spec: dict) -> None:
+def _handle_run(state: _State, cfg: WorkerConfig, conn: Any, spec: dict) -> str | None:
+    """Run one task and report it; returns ``"exit"`` when this process must be replaced."""
     job_id, rank = spec["job_id"], spec["rank"]
     try:
         payload = run_task(state, cfg, spec, lambda t: conn.send(("started", job_id, rank, t)))
-    except BaseException as exc:  # noqa: BLE001 - report every failure, keep serving
-        reason = _reason(exc)
-        tb = traceback.format_exc(limit=4)
-        try:
-            _teardown(state, cfg)
-        except Exception:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - report every failure first
+        restart = needs_restart(exc, in_gang=state.pg or spec.get("world", 1) > 1)
+        reason = _reason(exc) + "\n" + traceback.format_exc(limit=4)
+        try:  # report first: tearing down may block on the peers' unmatched collectives
+            conn.send(("error", job_id, rank, reason, {"restart": restart}))
+        except (OSError, ValueError):
             pass
-        conn.send(("error", job_id, rank, reason + "\n" + tb))
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        return
+        if restart:
+            return "exit"
+        inject = _injected(spec)
+        if inject.get("teardown_delay_s"):
+            time.sleep(float(inject["teardown_delay_s"]))  # a slow tear-down, for tests
+        try:
+            _teardown(state, cfg)
+        except Exception:  # noqa: BLE001 - the pipeline is dropped either way
+            pass
+        return None
     conn.send(("done", job_id, rank, payload))
+    return None
+
+
+def is_plain_oom(exc: BaseException) -> bool:
+    """An allocation that failed cleanly (the caching allocator's out-of-memory error),
+    as opposed to a CUDA error raised by a kernel (``CUDA error: ...``), which is sticky."""
+    text = str(exc).lower()
+    if "cuda error" in text or "cublas_status" in text or "nccl" in text:
+        return False
+    return "OutOfMemory" in type(exc).__name__ or "out of memory" in text
+
+
+def needs_restart(exc: BaseException, in_gang: bool) -> bool:
+    """Whether the worker process must be replaced after ``exc``: always, except after a
+    plain out-of-memory error outside a gang (peers in a gang may be stuck in a collective,
+    and a sticky CUDA error poisons every later call in the process)."""
+    return in_gang or not is_plain_oom(exc)
 
 
 def _reason(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if "OutOfMemory" in name or "out of memory" in str(exc).lower():
+    if is_plain_oom(exc):
         return f"out of memory: {exc}".strip()
-    return f"{name}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _injected(spec: dict) -> dict:
+    """The fault ``spec["inject"]`` asks this rank to raise, or ``{}``."""
+    inject = spec.get("inject") or {}
+    if inject and inject.get("rank", 0) in (None, spec["rank"]):
+        return inject
+    return {}
+
+
+def _raise_injected(inject: dict) -> None:
+    import torch
+
+    kind = inject.get("kind", "error")
+    if kind == "oom":
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
+    if kind == "sticky":
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+    raise InjectedFault(f"injected failure ({kind})")
+
+
+def memory_stats(device: str) -> dict[str, float]:
+    """Peak memory of this process in GiB: on CUDA the allocator's peaks since the last
+    cold start (``peak_alloc_gib``, ``peak_reserved_gib``) and what is allocated now;
+    on cpu the peak resident set size (``peak_rss_gib``)."""
+    gib = float(2**30)
+    if device.startswith("cuda"):
+        import torch
+
+        return {
+            "peak_alloc_gib": torch.cuda.max_memory_allocated(device) / gib,
+            "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / gib,
+            "alloc_gib": torch.cuda.memory_allocated(device) / gib,
+        }
+    import resource
+
+    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib}
+
+
+def _weights_checksums(pipe: Any) -> Any:
+    """Per-parameter (sum, L2 norm) in float64 of every module of ``pipe``, as one tensor."""
+    import torch
+
+    vals = []
+    with torch.no_grad():
+        for module in pipe.components.values():
+            if isinstance(module, torch.nn.Module):
+                for p in module.parameters():
+                    vals.append(p.sum(dtype=torch.float64))
+                    vals.append(torch.linalg.vector_norm(p, dtype=torch.float64))
+    return torch.stack(vals)
+
+
+def _same_weights_everywhere(pipe: Any, world: int) -> bool:
+    """One all-gather of the weights' checksums: whether every rank built the same weights."""
+    from eatbench.backends.gpu.patch_parallel import _all_gather
+
+    sums = _weights_checksums(pipe)
+    gathered = _all_gather(sums, world)
+    return all(bool((g.to(sums.device) == sums).all()) for g in gathered)
 
 
 def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
@@ -193,6 +310,8 @@ def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
     from eatbench.backends.gpu.pipelines import load_pipeline
 
     _teardown(state, cfg)
+    if cfg.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(cfg.device)
     t0 = time.perf_counter()
     init = spec["init"]
     if spec["world"] > 1:
@@ -215,21 +334,56 @@ def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
         dtype=cfg.dtype,
         seed=model.get("weights_seed", 0),
     )
-    if model["random_init"] and spec["world"] > 1:  # identical random weights on all ranks
-        with torch.no_grad():
-            modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
-            for module in modules:
-                for p in module.parameters():
-                    _broadcast(p.data)
+    broadcast = False
+    if model["random_init"] and spec["world"] > 1:
+        # same seed, same device kind and dtype: same weights; one checksum all-gather proves
+        # it, and only a mismatch (e.g. different GPU models) falls back to broadcasting
+        broadcast = not _same_weights_everywhere(pipe, spec["world"])
+        if broadcast:
+            with torch.no_grad():
+                for module in pipe.components.values():
+                    if isinstance(module, torch.nn.Module):
+                        for p in module.parameters():
+                            _broadcast(p.data)
+    gc.collect()
+    if cfg.device.startswith("cuda"):
+        torch.cuda.empty_cache()  # nothing of the build stays reserved
     _sync(cfg.device)
     t2 = time.perf_counter()
+    mem_loaded = memory_stats(cfg.device)
     state.pipe = pipe
     state.model_key = model["key"]
-    state.parallel = PatchParallelUNet(pipe.unet, split_cfg=cfg.split_cfg, halo=cfg.halo, inner=cfg.inner)
-    _generate(state, cfg, spec, steps=2, decode=spec["rank"] == 0)  # warm-up
+    state.parallel = PatchParallelUNet(
+        pipe.unet,
+        split_cfg=cfg.split_cfg,
+        halo=cfg.halo,
+        inner=cfg.inner,
+        sync=lambda: _sync(cfg.device),
+        compile_backend=cfg.compile_backend,
+    )
+    shapes = [_shape(spec)]
+    if cfg.inner != "eager":  # compile / capture every shape the workload can ask for, now
+        shapes += [tuple(s) for s in spec.get("warm_shapes") or [] if tuple(s) != shapes[0]]
+    for res, batch in shapes:
+        _generate(state, cfg, {**spec, "resolution": res, "batch": batch}, steps=2, decode=spec["rank"] == 0)
+        state.shapes.add((res, batch))
     _sync(cfg.device)
     t3 = time.perf_counter()
-    return {"pg_init_s": t1 - t0, "load_s": t2 - t1, "warmup_s": t3 - t2, "cold_start_s": t3 - t0}
+    return {
+        "pg_init_s": t1 - t0,
+        "load_s": t2 - t1,
+        "warmup_s": t3 - t2,
+        "compile_s": (t3 - t2) if cfg.inner != "eager" else 0.0,
+        "warmup_shapes": [list(s) for s in shapes],
+        "cold_start_s": t3 - t0,
+        "weights_broadcast": broadcast,
+        "mem_after_load_gib": mem_loaded,
+    }
+
+
+def _shape(spec: dict) -> tuple[int, int]:
+    """The (resolution, images per task) of a task: what compiled code and graphs key on."""
+    return (int(spec["resolution"]), int(spec.get("batch", 1)))
 
 
 def _broadcast(t: Any) -> None:
@@ -244,9 +398,15 @@ def _broadcast(t: Any) -> None:
 
 
 def _generate(
-    state: _State, cfg: WorkerConfig, spec: dict, *, steps: int, decode: bool
+    state: _State, cfg: WorkerConfig, spec: dict, *, steps: int, decode: bool, inject: dict | None = None
 ) -> tuple[Any, list[float], float]:
-    """Run the pipeline; returns (output, per-step seconds, pipeline seconds)."""
+    """Run the pipeline; returns (output, per-step seconds, pipeline seconds).
+
+    Step ``i``'s time runs from the end of step ``i - 1`` (for step 0: the first UNet call,
+    after a device synchronisation, so the text encoding's tail is not in it) to the end
+    of step ``i``. One entry per scheduler iteration: PNDM (SD-1.5's scheduler) iterates
+    ``steps + 1`` times for ``steps`` inference steps; ``state.parallel.calls`` counts the
+    UNet calls."""
     import torch
 
     marks: list[float] = []
@@ -255,9 +415,12 @@ def _generate(
         if cfg.time_steps:
             _sync(cfg.device)
             marks.append(time.perf_counter())
+        if inject and int(inject.get("step", 0)) == i:
+            _raise_injected(inject)
         return kw
 
     state.parallel.first_call_t = None
+    state.parallel.calls = 0
     generator = torch.Generator("cpu").manual_seed(int(spec["seed"]))
     _sync(cfg.device)
     t0 = time.perf_counter()
@@ -285,27 +448,52 @@ def run_task(state: _State, cfg: WorkerConfig, spec: dict, started: Any) -> dict
     """Run one task (cold start first if ``spec["init"]``); returns the ``done`` payload.
 
     Payload keys: ``t_end`` (monotonic time the image/latent was ready), ``loaded``
-    (whether weights were loaded for this task), ``cold_start_s`` and its parts,
-    ``pipeline_s`` (the pipeline call), ``step_s`` (per-step seconds), ``image_path``,
-    ``quality`` (CLIP score or ``None``), ``psnr_vs_single_db`` (when asked, rank 0),
-    ``quality_s`` (seconds spent on the quality measurement).
+    (whether weights were loaded for this task), ``cold_start_s`` and its parts
+    (``pg_init_s``, ``load_s``, ``warmup_s``, ``compile_s``, ``shape_warmup_s``),
+    ``weights`` (``random`` or ``pretrained``), ``pipeline_s`` (the pipeline call),
+    ``step_s`` (per-step seconds), ``unet_calls``, ``compiled_in_task`` (graphs compiled
+    or captured inside the measured call: 0 unless something is wrong), ``memory``
+    (``memory_stats``), ``image`` (rank 0, when ``spec["image_path"]``: the uint8 HxWx3
+    array; the backend writes the PNG, so the server is not kept busy by it), ``quality``
+    (CLIP score or ``None``), ``psnr_vs_single_db`` (when asked, rank 0), ``quality_s``
+    (seconds of CLIP and PSNR after the image was ready; the server is busy meanwhile).
     """
+    import numpy as np
+
     started(time.monotonic())
-    payload: dict[str, Any] = {"loaded": False, "cold_start_s": 0.0}
-    if spec["init"] is not None or state.pipe is None or state.model_key != spec["model"]["key"]:
+    model = spec["model"]
+    payload: dict[str, Any] = {
+        "loaded": False,
+        "cold_start_s": 0.0,
+        "shape_warmup_s": 0.0,
+        "weights": "random" if model["random_init"] else "pretrained",
+    }
+    if spec["init"] is not None or state.pipe is None or state.model_key != model["key"]:
         if spec["init"] is None:  # should not happen: the backend tracks residency
             raise RuntimeError("worker is not warm for this gang and no cold start was asked")
         payload.update(_cold_start(state, cfg, spec))
         payload["loaded"] = True
     decode = spec["rank"] == 0
-    out, step_s, total = _generate(state, cfg, spec, steps=spec["steps"], decode=decode)
+    shape = _shape(spec)
+    if cfg.inner != "eager" and shape not in state.shapes:  # a new shape is a (partial) cold start
+        t_w = time.perf_counter()
+        _generate(state, cfg, spec, steps=2, decode=decode)
+        _sync(cfg.device)
+        state.shapes.add(shape)
+        payload["shape_warmup_s"] = time.perf_counter() - t_w
+        payload["compile_s"] = payload.get("compile_s", 0.0) + payload["shape_warmup_s"]
+        payload["cold_start_s"] += payload["shape_warmup_s"]
+    graphs = state.parallel.compiled_graphs()
+    out, step_s, total = _generate(state, cfg, spec, steps=spec["steps"], decode=decode, inject=_injected(spec))
     payload.update(t_end=time.monotonic(), pipeline_s=total, step_s=step_s)
-    payload.update(image_path=None, quality=None, quality_s=0.0)
+    payload.update(unet_calls=state.parallel.calls, compiled_in_task=state.parallel.compiled_graphs() - graphs)
+    state.shapes.add(shape)
+    payload.update(image=None, quality=None, quality_s=0.0)
     if decode:
         image = out.images[0]
-        t_q = time.perf_counter()
         if spec.get("image_path"):
-            payload["image_path"] = _save_image(image, spec)
+            payload["image"] = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        t_q = time.perf_counter()
         if spec.get("clip_model_path") and spec["model"]["random_init"] is None:
             from eatbench.quality import clip_scores
 
@@ -317,24 +505,18 @@ def run_task(state: _State, cfg: WorkerConfig, spec: dict, started: Any) -> dict
                 ref, _, _ = _generate(state, cfg, spec, steps=spec["steps"], decode=True)
             payload["psnr_vs_single_db"] = psnr(image, ref.images[0])
         payload["quality_s"] = time.perf_counter() - t_q
+    payload["memory"] = memory_stats(cfg.device)
     return payload
 
 
-def _save_image(image: Any, spec: dict) -> str:
-    """Save the PNG with prompt/seed/steps as text chunks and a JSON sidecar."""
-    from PIL import PngImagePlugin
+def save_image(image: Any, path: str, meta: dict) -> str:
+    """Save ``image`` (PIL, or a uint8 HxWx3 array) as a PNG at ``path`` with ``meta``
+    (prompt, seed, steps, ...) as text chunks and a JSON sidecar; returns ``path``."""
+    from PIL import Image, PngImagePlugin
 
-    path = spec["image_path"]
+    if not hasattr(image, "save"):
+        image = Image.fromarray(image)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    meta = {
-        "task": spec["task_id"],
-        "prompt": spec["prompt"],
-        "seed": spec["seed"],
-        "steps": spec["steps"],
-        "resolution": spec["resolution"],
-        "k": spec["world"],
-        "model": spec["model"]["key"],
-    }
     info = PngImagePlugin.PngInfo()
     for k, v in meta.items():
         info.add_text(k, str(v))
