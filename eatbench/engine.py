@@ -139,6 +139,7 @@ class Engine:
         self._holds: list[tuple[int, tuple[int, ...]]] = []  # release: (free tick, servers)
         self._hold_ticks: dict[float, int] = {}  # duration -> release_ticks, cached
         self._start_tick: dict[int, int] = {}  # release: task id -> tick of its start
+        self.scheduler = None  # set by run(); its summary_extra() joins the summary
 
     # -- views for schedulers ---------------------------------------------------------
     def visible(self) -> list[Task]:
@@ -205,6 +206,7 @@ class Engine:
         returning a ``Decision`` or ``None`` to wait)."""
         clock = time.perf_counter
         times = self.decision_times
+        self.scheduler = scheduler
         while self.next_decision():
             t0 = clock()
             decision = scheduler.decide(self)
@@ -447,7 +449,10 @@ class Engine:
         return [self.records[i] for i in sorted(self.records)]
 
     def summary(self) -> dict[str, float]:
-        return summarize(
+        """Summary metrics of the episode, plus the fields the scheduler adds through an
+        optional ``summary_extra() -> dict[str, float]`` (e.g. the oracle's bound)."""
+        extra = getattr(self.scheduler, "summary_extra", None)
+        out = summarize(
             self.finalize(),
             makespan=self.now,
             n_servers=self.n_servers,
@@ -455,3 +460,6 @@ class Engine:
             decision_times=self.decision_times,
             reward_total=self.reward_total,
         )
+        if extra is not None:
+            out.update(extra())
+        return out

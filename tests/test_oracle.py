@@ -1,0 +1,87 @@
+"""The clairvoyant oracle (CP-SAT): optimal on small episodes, never worse than any
+heuristic on the same task stream, its records replayed through the engine."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+pytest.importorskip("ortools", reason="the oracle needs the [oracle] extra (ortools)")
+
+from eatbench.compose import compose_experiment  # noqa: E402
+from eatbench.runner import build_engine, run_experiment  # noqa: E402
+from eatbench.schedulers import SCHEDULERS  # noqa: E402
+
+HEURISTICS = ["fifo", "random", "round_robin", "least_loaded", "greedy", "earliest_finish"]
+SMALL = ["workload.n_tasks=8", "workload.initial_queue=4", "output.write=false"]
+
+
+def _summary(name: str, overrides: list[str]) -> dict[str, float]:
+    return run_experiment(compose_experiment([f"scheduler={name}", *overrides]), write=False).summary
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_oracle_at_fixed_steps_beats_every_heuristic_and_proves_it(seed):
+    over = [*SMALL, f"seed={seed}", "workload.rate=0.09"]
+    oracle = _summary("oracle", [*over, "scheduler.params.time_limit_s=30"])
+    assert oracle["oracle_optimal"] == 1.0 and oracle["oracle_gap"] < 1e-9
+    assert oracle["tasks_done"] == 8
+    # the engine's replay of the plan gives exactly the solver's objective
+    assert oracle["response_mean"] == pytest.approx(oracle["oracle_objective"], abs=1e-6)
+    assert oracle["oracle_bound"] <= oracle["response_mean"] + 1e-6
+    for name in HEURISTICS:
+        assert oracle["response_mean"] <= _summary(name, [*over, "scheduler.params.steps=20"])["response_mean"] + 1e-9
+
+
+def _brute_force_mean_response(engine, steps: int) -> float:
+    """Every gang choice and every launch order, list-scheduled by the engine's rules
+    (a task starts when it has arrived and its servers are free; warm iff, on each of its
+    servers, the previous task ran on exactly this gang)."""
+    tasks, n_srv = engine.tasks, engine.n_servers
+    gangs = [list(itertools.combinations(range(n_srv), t.k)) for t in tasks]
+    best = math.inf
+    for choice in itertools.product(*gangs):
+        for order in itertools.permutations(range(len(tasks))):
+            free = [0.0] * n_srv
+            last = [None] * n_srv  # (task, gang) that last ran on each server
+            total = 0.0
+            for j in order:
+                g, t = choice[j], tasks[j]
+                start = max([t.arrival] + [free[s] for s in g])
+                warm = all(last[s] is not None and last[s] == last[g[0]] and last[s][1] == g for s in g)
+                kinds = [engine.kind_of[s] for s in g]
+                end = start + engine.profile.duration(kinds, t.model, t.resolution, steps, not warm)
+                for s in g:
+                    free[s], last[s] = end, (j, g)
+                total += end - t.arrival
+            best = min(best, total / len(tasks))
+    return best
+
+
+def test_brute_force_enumeration_confirms_the_optimum_on_a_tiny_instance():
+    over = [
+        "cluster=uniform",
+        "cluster.size=2",
+        "workload.k_choices=[1,2]",
+        "workload.n_tasks=5",
+        "workload.initial_queue=2",
+        "workload.rate=0.1",
+        "seed=3",
+        "output.write=false",
+    ]
+    cfg = compose_experiment(["scheduler=oracle", *over])
+    engine = build_engine(cfg)
+    assert sorted({t.k for t in engine.tasks}) == [1, 2], "the instance mixes gang sizes"
+    expected = _brute_force_mean_response(engine, 20)
+    got = run_experiment(cfg, write=False).summary
+    assert got["oracle_optimal"] == 1.0
+    assert got["response_mean"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_oracle_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="scheduler.params.objective='latency' is invalid; allowed: response"):
+        SCHEDULERS.create("oracle", objective="latency")
+    with pytest.raises(ValueError, match="time_limit_s=0 is invalid"):
+        SCHEDULERS.create("oracle", time_limit_s=0)
