@@ -21,15 +21,19 @@ Install the solver with ``pip install 'eatbench[oracle]'`` (``ortools``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
 
+from eatbench.backends.base import BackendContext
+from eatbench.backends.sim import SimBackend
 from eatbench.engine import Decision, Engine
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
 from eatbench.tasks import Task, TaskState
 
 OBJECTIVES = ("response",)
+HINT_FROM = ("earliest_finish", "fifo", "round_robin", "least_loaded")  # fixed-steps heuristics
 MAX_CANDIDATES = 20000  # (task, gang) pairs; beyond this the model is too large to solve
 
 
@@ -50,7 +54,8 @@ class OracleScheduler(Scheduler):
     :param steps: denoising steps of every task.
     :param objective: ``response`` (minimise the mean response time, s).
     :param time_limit_s: solver wall-time limit per episode (s).
-    :param workers: CP-SAT search workers (1: one core, deterministic).
+    :param workers: CP-SAT subsolvers (LNS, core, fixed search, ...), interleaved on one
+        thread: one core, deterministic for a given time limit's worth of work.
     :param scale: time units per second in the model (times are rounded to 1/scale s).
     """
 
@@ -59,7 +64,7 @@ class OracleScheduler(Scheduler):
         steps: int = 20,
         objective: str = "response",
         time_limit_s: float = 100.0,
-        workers: int = 1,
+        workers: int = 8,
         scale: int = 1000,
     ) -> None:
         super().__init__(steps)
@@ -106,7 +111,72 @@ class OracleScheduler(Scheduler):
         """Solver figures for the run's summary (see ``Engine.summary``)."""
         return dict(self._stats)
 
+    # -- a first schedule -------------------------------------------------------------
+    def _best_heuristic(self, engine: Engine, steps: int) -> list | None:
+        """Records of the best fixed-steps heuristic on a private copy of the episode (the
+        solver starts from it, so the oracle is never worse than these heuristics)."""
+        best = None
+        for name in HINT_FROM:
+            tasks = [dataclasses.replace(t, state=TaskState.PENDING) for t in engine.tasks]
+            table = engine.quality_table
+            backend = SimBackend(BackendContext(engine.cluster, engine.profile, lambda st: table[st]))
+            config = dataclasses.replace(engine.config, decision_mode="event")
+            sim = Engine(engine.cluster, tasks, backend, engine.profile, table, config, None)
+            sched = SCHEDULERS.create(name, steps=steps)
+            sched.reset(0, self.k_options)
+            records = sim.run(sched)
+            if any(r.status != "done" for r in records):
+                continue
+            total = sum(r.response for r in records)
+            if best is None or total < best[0]:
+                best = (total, records)
+        return None if best is None else best[1]
+
     # -- the model ------------------------------------------------------------------
+    @staticmethod
+    def _demand(m, x, dur, j: int, n_srv: int):
+        """Servers task ``j`` occupies (a constant when its k is fixed)."""
+        ks = {len(key[1]) for key in dur if key[0] == j}
+        if len(ks) == 1:
+            return ks.pop()
+        d = m.new_int_var(1, n_srv, f"k{j}")
+        m.add(d == sum(x[key] * len(key[1]) for key in dur if key[0] == j))
+        return d
+
+    def _hint(self, m, engine: Engine, steps: int, x, start, arc, warm_lit) -> None:
+        """Hint the best heuristic's schedule (relabelled so that task 0 uses the first k
+        servers, as the symmetry break requires)."""
+        records = self._best_heuristic(engine, steps)
+        if records is None:
+            return
+        index = {t.id: j for j, t in enumerate(engine.tasks)}
+        gang = {index[r.task_id]: tuple(int(s) for s in r.servers.split("-")) for r in records}
+        if len(set(engine.kind_of)) == 1:
+            g0 = gang[0]
+            rest = [s for s in range(engine.n_servers) if s not in g0]
+            relabel = {old: new for new, old in enumerate(list(g0) + rest)}
+            gang = {j: tuple(sorted(relabel[s] for s in g)) for j, g in gang.items()}
+        scale = self.scale
+        for r in records:
+            j = index[r.task_id]
+            m.add_hint(start[j], int(round(r.start * scale)))
+            for key, var in x.items():
+                if key[0] == j:
+                    m.add_hint(var, key[1] == gang[j])
+        by_server: list[list[int]] = [[] for _ in range(engine.n_servers)]
+        for j in sorted(gang, key=lambda j: records[j].start):
+            for s in gang[j]:
+                by_server[s].append(j)
+        for s, seq in enumerate(by_server):
+            pairs = set(zip([-1, *seq], [*seq, -1], strict=True))
+            for key, lit in arc[s].items():
+                m.add_hint(lit, key in pairs)
+        for (i, j, g), lit in warm_lit.items():
+            s0 = g[0]
+            seq = by_server[s0]
+            warm = not records[j].cold_start and gang[j] == g and gang[i] == g and i in seq and j in seq
+            m.add_hint(lit, warm and seq.index(j) == seq.index(i) + 1)
+
     def _solve(self, engine: Engine) -> None:
         cp_model = _cp_model()
         tasks: list[Task] = engine.tasks
@@ -160,6 +230,7 @@ class OracleScheduler(Scheduler):
                 arcs.append((j + 1, j + 1, ~on[j][s]))
                 first, last = m.new_bool_var(""), m.new_bool_var("")
                 arcs += [(0, j + 1, first), (j + 1, 0, last)]
+                lits[-1, j], lits[j, -1] = first, last
                 for i in range(n):
                     if i != j:
                         lit = m.new_bool_var(f"a{s},{i},{j}")
@@ -170,6 +241,7 @@ class OracleScheduler(Scheduler):
             arc.append(lits)
 
         # warm launches: j follows i directly on every server of the same gang, same model
+        warm_lit: dict[tuple[int, int, tuple[int, ...]], object] = {}
         warm_of: list[list] = [[] for _ in range(n)]
         for (j, g), (dw, dc) in dur.items():
             terms = []
@@ -182,6 +254,7 @@ class OracleScheduler(Scheduler):
                 for s in g:
                     m.add_implication(w, arc[s][i, j])
                 terms.append(w)
+                warm_lit[i, j, g] = w
                 warm_of[j].append((w, dc - dw))
             if terms:
                 m.add_at_most_one(terms)
@@ -191,10 +264,24 @@ class OracleScheduler(Scheduler):
                 == sum(x[key] * dur[key][1] for key in dur if key[0] == j) - sum(w * gain for w, gain in warm_of[j])
             )
         m.minimize(sum(end[j] - arrival[j] for j in range(n)))
+        # redundant: the cluster runs at most n_srv servers' worth of gangs at once
+        m.add_cumulative(
+            [m.new_interval_var(start[j], length[j], end[j], f"c{j}") for j in range(n)],
+            [self._demand(m, x, dur, j, n_srv) for j in range(n)],
+            n_srv,
+        )
+        if len(set(kinds)) == 1:  # identical servers: relabel so that task 0 uses the first k
+            k0 = tasks[0].k
+            if k0 is not None:
+                m.add(x[0, tuple(range(k0))] == 1)
+        self._hint(m, engine, steps, x, start, arc, warm_lit)
 
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = self.time_limit_s
         solver.parameters.num_workers = self.workers
+        # several subsolvers take turns on one thread (better schedules on long episodes;
+        # workers=1, one plain search, proves small episodes optimal faster)
+        solver.parameters.interleave_search = self.workers > 1
         t0 = time.perf_counter()
         status = solver.solve(m)
         solve_s = time.perf_counter() - t0
@@ -206,7 +293,9 @@ class OracleScheduler(Scheduler):
         plan: dict[int, tuple[tuple[int, ...], list[int]]] = {}
         for j in range(n):
             g = next(key[1] for key in dur if key[0] == j and solver.boolean_value(x[key]))
-            preds = [i for s in g for (i, jj), lit in arc[s].items() if jj == j and solver.boolean_value(lit)]
+            preds = [
+                i for s in g for (i, jj), lit in arc[s].items() if jj == j and i >= 0 and solver.boolean_value(lit)
+            ]
             plan[tasks[j].id] = (g, sorted(set(tasks[i].id for i in preds)))
         self._plan = plan
         self._order = [tasks[j].id for j in sorted(range(n), key=lambda j: (solver.value(start[j]), j))]
