@@ -86,3 +86,36 @@ def test_oracle_rejects_bad_parameters():
         SCHEDULERS.create("oracle", objective="latency")
     with pytest.raises(ValueError, match="time_limit_s=0 is invalid"):
         SCHEDULERS.create("oracle", time_limit_s=0)
+
+
+def test_the_oracles_replay_passes_the_engine_invariants():
+    from eatbench.backends.base import BackendContext
+    from eatbench.profiles import PaperQuality
+    from eatbench.runner import make_scheduler
+    from tests.test_engine import CheckingBackend
+
+    cfg = compose_experiment(["scheduler=oracle", *SMALL, "seed=2", "workload.rate=0.11", "scheduler.params.workers=1"])
+    engine = build_engine(cfg)
+    backend = CheckingBackend(BackendContext(engine.cluster, engine.profile, PaperQuality(), cfg.seed))
+    engine.backend = backend
+    sched = make_scheduler(cfg)
+    sched.reset(cfg.seed, [1, 2, 4])
+    records = engine.run(sched)
+    assert all(r.status == "done" for r in records) and len(records) == 7
+    group_of: dict[int, frozenset] = {}
+    for r in sorted(records, key=lambda r: r.start):
+        assert r.arrival <= r.start <= r.finish
+        events = [e for e in backend.log if e[2] == r.task_id]
+        assert [e[1] for e in events] == ["start", "end"] and len(events[0][3]) == r.k
+        servers = frozenset(int(s) for s in r.servers.split("-"))
+        warm = group_of.get(min(servers)) == servers
+        assert r.cold_start == (not warm), f"task {r.task_id}"
+        if not warm:
+            for s in servers:
+                for m in group_of.pop(s, frozenset()):
+                    group_of.pop(m, None)
+        for s in servers:
+            group_of[s] = servers
+        expected = engine.profile.duration(r.gpu_kinds.split("-"), r.model, r.resolution, r.steps, r.cold_start)
+        assert math.isclose(r.execution, expected, rel_tol=1e-9, abs_tol=1e-9)
+    assert engine.summary()["oracle_optimal"] == 1.0

@@ -116,10 +116,10 @@ class OracleScheduler(Scheduler):
         """Records of the best fixed-steps heuristic on a private copy of the episode (the
         solver starts from it, so the oracle is never worse than these heuristics)."""
         best = None
+        table = engine.quality_table
         for name in HINT_FROM:
             tasks = [dataclasses.replace(t, state=TaskState.PENDING) for t in engine.tasks]
-            table = engine.quality_table
-            backend = SimBackend(BackendContext(engine.cluster, engine.profile, lambda st: table[st]))
+            backend = SimBackend(BackendContext(engine.cluster, engine.profile, table.__getitem__))
             config = dataclasses.replace(engine.config, decision_mode="event")
             sim = Engine(engine.cluster, tasks, backend, engine.profile, table, config, None)
             sched = SCHEDULERS.create(name, steps=steps)
