@@ -81,8 +81,32 @@ def test_brute_force_enumeration_confirms_the_optimum_on_a_tiny_instance():
     assert got["response_mean"] == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_oracle_with_the_reward_objective_earns_at_least_every_schedulers_reward(seed):
+    # every scheduler chooses from the same steps (18..20; the fixed-steps ones run 20)
+    over = [
+        "workload.n_tasks=4",
+        "workload.initial_queue=2",
+        "workload.rate=0.09",
+        f"seed={seed}",
+        "engine.min_steps=18",
+        "engine.max_steps=20",
+        "output.write=false",
+    ]
+    oracle = _summary(
+        "oracle",
+        [*over, "scheduler.params.objective=reward", "scheduler.params.workers=1", "scheduler.params.time_limit_s=30"],
+    )
+    assert oracle["oracle_optimal"] == 1.0 and oracle["tasks_done"] == 4
+    # the engine's reward of the replayed plan is the model's (rewards rounded to 1e-4 per launch)
+    assert oracle["reward_total"] == pytest.approx(oracle["oracle_objective"], abs=1e-3)
+    for name in HEURISTICS:
+        other = _summary(name, [*over, "scheduler.params.steps=20"])["reward_total"]
+        assert oracle["reward_total"] >= other - 1e-3, name
+
+
 def test_oracle_rejects_bad_parameters():
-    with pytest.raises(ValueError, match="scheduler.params.objective='latency' is invalid; allowed: response"):
+    with pytest.raises(ValueError, match="scheduler.params.objective='latency' is invalid; allowed: response, reward"):
         SCHEDULERS.create("oracle", objective="latency")
     with pytest.raises(ValueError, match="time_limit_s=0 is invalid"):
         SCHEDULERS.create("oracle", time_limit_s=0)
@@ -119,3 +143,9 @@ def test_the_oracles_replay_passes_the_engine_invariants():
         expected = engine.profile.duration(r.gpu_kinds.split("-"), r.model, r.resolution, r.steps, r.cold_start)
         assert math.isclose(r.execution, expected, rel_tol=1e-9, abs_tol=1e-9)
     assert engine.summary()["oracle_optimal"] == 1.0
+
+
+def test_the_reward_objective_refuses_episodes_longer_than_the_window():
+    cfg = compose_experiment(["scheduler=oracle", "scheduler.params.objective=reward", "output.write=false"])
+    with pytest.raises(ValueError, match="objective='reward' plans episodes of at most engine.window=10 tasks"):
+        run_experiment(cfg, write=False)
