@@ -126,8 +126,9 @@ class RewardConfig:
 class EngineConfig:
     """Decision-making rules.
 
-    ``decision_mode``: ``event`` (a decision epoch at each arrival and completion) or
-    ``slotted`` (also every ``slot`` seconds while tasks wait, as the paper's release).
+    ``decision_mode``: ``event`` (a decision epoch at each arrival and completion),
+    ``slotted`` (also every ``slot`` seconds while tasks wait) or ``release`` (the paper
+    release's own clock, launch for launch: see ``eatbench.engine.RELEASE_T0``).
     ``window``: how many queued tasks (FIFO) a scheduler sees. Steps are integers in
     [``min_steps``, ``max_steps``].
     """
@@ -212,7 +213,7 @@ class ExperimentConfig:
 
 
 ARRIVALS = ("bernoulli", "poisson", "gamma", "cosine", "trace")
-DECISION_MODES = ("event", "slotted")
+DECISION_MODES = ("event", "slotted", "release")
 WANDB_MODES = ("offline", "online", "disabled")
 
 

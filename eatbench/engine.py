@@ -2,7 +2,8 @@
 
 The engine knows no concrete scheduler or backend. It admits arrivals, asks for a
 decision at each decision epoch (every arrival and completion; in ``slotted`` mode also
-every ``slot`` seconds while tasks wait), launches gangs on the backend and turns
+every ``slot`` seconds while tasks wait; in ``release`` mode only on the paper release's
+clock, see ``RELEASE_T0``), launches gangs on the backend and turns
 completions into ``TaskRecord``s. Two ways to drive it:
 
     engine.run(scheduler)                    # the runner
@@ -29,6 +30,29 @@ from eatbench.profiles import LatencyProfile
 from eatbench.tasks import Task, TaskState
 
 FREE = -1
+
+#: ``release`` mode reproduces the clock of the paper authors' released simulator
+#: (github.com/zzf1955/EAT, ``EAT Simu/_SDEnv``): its clock starts at ``RELEASE_T0`` s
+#: and moves only in ticks of ``engine.slot`` s (one per wait; launches take no time), the
+#: float tick times accumulated by repeated addition exactly as the release does; a task
+#: arriving at ``a`` becomes visible at the first tick after ``a`` (the release stamps a
+#: slot's arrival with the slot's start and shows it one tick later; the 10 tasks queued at
+#: 0 are first seen at 1.0 s); a gang launched at a tick holds its servers until the tick
+#: at which ``duration`` minus one ``slot`` per tick first drops to <= 0 (the release's
+#: ``Node.working``), though its record finishes at ``start + duration``; the episode is
+#: truncated at the first tick past the horizon.
+RELEASE_T0 = 1.0
+_RELEASE_EPS = 1e-6  # s: float noise of accumulated tick times is far below this
+
+
+def release_ticks(duration: float, slot: float) -> int:
+    """Ticks a gang of ``duration`` s holds its servers in ``release`` mode: how many
+    times the release subtracts ``slot`` from the remaining time before it is <= 0."""
+    remain, n = duration, 0
+    while remain > 0:
+        remain -= slot
+        n += 1
+    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +135,12 @@ class Engine:
         self._need_advance = False
         self._finished = False
         self.now = 0.0
+        self._release = config.decision_mode == "release"
+        self._tick = -1  # release mode: index of the current tick (-1: before the first)
+        self._holds: list[tuple[int, tuple[int, ...]]] = []  # release: (free tick, servers)
+        self._hold_ticks: dict[float, int] = {}  # duration -> release_ticks, cached
+        self._start_tick: dict[int, int] = {}  # release: task id -> tick of its start
+        self.scheduler = None  # set by run(); its summary_extra() joins the summary
 
     # -- views for schedulers ---------------------------------------------------------
     def visible(self) -> list[Task]:
@@ -201,6 +231,7 @@ class Engine:
         returning a ``Decision`` or ``None`` to wait)."""
         clock = time.perf_counter
         times = self.decision_times
+        self.scheduler = scheduler
         while self.next_decision():
             t0 = clock()
             decision = scheduler.decide(self)
@@ -278,10 +309,14 @@ class Engine:
         task.state = TaskState.RUNNING
         if self.reserved_by[servers[0]] == task.id:
             self.n_reserved -= len(servers)
+        busy = duration
+        if self._release:
+            self._start_tick[task.id] = self._tick
+            busy = self._held_for(duration) * self.config.slot
         for s in servers:
             self.running_task[s] = task.id
             self.reserved_by[s] = FREE
-            self.free_at[s] = now + duration
+            self.free_at[s] = now + busy
         self.jobs[task.id] = job
         rec = self.records[task.id]
         rec.start = now
@@ -294,6 +329,9 @@ class Engine:
 
     def _advance(self) -> None:
         """Process the next instant at which something happens."""
+        if self._release:
+            self._advance_release()
+            return
         t_next = self.horizon
         if self._next_arrival < len(self.tasks):
             t_next = min(t_next, self.tasks[self._next_arrival].arrival)
@@ -308,8 +346,15 @@ class Engine:
         self.now = self.backend.now()
         for r in results:
             self._complete(r)
+        self._admit(self.now)
         tasks = self.tasks
-        while self._next_arrival < len(tasks) and tasks[self._next_arrival].arrival <= self.now:
+        if self.now >= self.horizon or (self._ended == len(tasks) and self._next_arrival == len(tasks)):
+            self._finish()
+
+    def _admit(self, until: float) -> None:
+        """Queue every task that arrived at or before ``until`` (s)."""
+        tasks = self.tasks
+        while self._next_arrival < len(tasks) and tasks[self._next_arrival].arrival <= until:
             t = tasks[self._next_arrival]
             t.state = TaskState.QUEUED
             self.queue.append(t)
@@ -325,8 +370,47 @@ class Engine:
                 k=t.k or 0,
             )
             self._next_arrival += 1
-        if self.now >= self.horizon or (self._ended == len(tasks) and self._next_arrival == len(tasks)):
-            self._finish()
+
+    def _held_for(self, duration: float) -> int:
+        """Release mode: ticks a gang of ``duration`` s holds its servers (cached)."""
+        n = self._hold_ticks.get(duration)
+        if n is None:
+            n = self._hold_ticks[duration] = release_ticks(duration, self.config.slot)
+        return n
+
+    def _advance_release(self) -> None:
+        """Release mode: move tick by tick (skipping ticks at which the queue is empty) to
+        the next tick with queued tasks, or to the episode's end."""
+        tasks, slot = self.tasks, self.config.slot
+        while True:
+            self._tick += 1
+            t = RELEASE_T0 if self._tick == 0 else self.now + slot
+            if t > self.horizon:
+                self._finish()
+                return
+            if self.jobs:
+                while True:
+                    results = self.backend.advance(t + _RELEASE_EPS)
+                    if not results:
+                        break
+                    self.now = t
+                    for r in results:
+                        self._complete(r)
+            elif t > self.backend.now():
+                self.backend.advance(t)
+            self.now = t
+            if self._holds:
+                due = [h for h in self._holds if h[0] <= self._tick]
+                if due:
+                    self._holds = [h for h in self._holds if h[0] > self._tick]
+                    for _, servers in due:
+                        self._free(servers)
+            self._admit(t - _RELEASE_EPS)
+            if self._ended == len(tasks) and self._next_arrival == len(tasks) and not self._holds:
+                self._finish()
+                return
+            if self.queue:
+                return
 
     def _complete(self, result: JobResult) -> None:
         job = result.job
@@ -350,8 +434,19 @@ class Engine:
             rec.slo_met = rec.response <= task.slo
         self._ended += 1
         for s in job.servers:
-            self.running_task[s] = FREE
             self.busy_time[s] += result.finish - job.start
+        if self._release and not self._finished:
+            # the release frees a gang's servers on its own tick count (see RELEASE_T0)
+            took = result.finish - job.start
+            held = self._held_for(job.expected_duration if abs(took - job.expected_duration) < _RELEASE_EPS else took)
+            self._holds.append((max(self._start_tick.pop(task.id) + held, self._tick), job.servers))
+            return
+        self._free(job.servers)
+
+    def _free(self, servers: tuple[int, ...]) -> None:
+        """Servers of an ended gang become free now; waiting gangs that can start do."""
+        for s in servers:
+            self.running_task[s] = FREE
             if self.reserved_by[s] == FREE:
                 self.free_at[s] = self.now
         self._start_ready_gangs()
@@ -379,7 +474,10 @@ class Engine:
         return [self.records[i] for i in sorted(self.records)]
 
     def summary(self) -> dict[str, float]:
-        return summarize(
+        """Summary metrics of the episode, plus the fields the scheduler adds through an
+        optional ``summary_extra() -> dict[str, float]`` (e.g. the oracle's bound)."""
+        extra = getattr(self.scheduler, "summary_extra", None)
+        out = summarize(
             self.finalize(),
             makespan=self.now,
             n_servers=self.n_servers,
@@ -387,3 +485,6 @@ class Engine:
             decision_times=self.decision_times,
             reward_total=self.reward_total,
         )
+        if extra is not None:
+            out.update(extra())
+        return out

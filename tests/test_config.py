@@ -36,7 +36,7 @@ def test_experiment_file_carries_its_sweep():
     raw = compose_raw(experiment="paper_rates")
     params = sweep_params(raw)
     assert params["workload.rate"] == ["0.01", "0.03", "0.05", "0.07", "0.09", "0.11"]
-    assert "greedy" in params["scheduler"] and params["seed"] == ["0", "1", "2", "3", "4"]
+    assert "greedy" in params["scheduler"] and params["seed"] == [str(s) for s in range(30)]
 
 
 @pytest.mark.parametrize(

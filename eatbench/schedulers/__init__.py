@@ -2,6 +2,7 @@
 every built-in scheduler."""
 
 from eatbench.schedulers import heuristics as _heuristics  # noqa: F401  (registers)
+from eatbench.schedulers import oracle as _oracle  # noqa: F401  (registers; OR-Tools loads on use)
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
 
 __all__ = ["SCHEDULERS", "Scheduler"]

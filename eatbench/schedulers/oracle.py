@@ -1,0 +1,592 @@
+"""The clairvoyant oracle: the whole episode known in advance, scheduled optimally with
+OR-Tools CP-SAT, then replayed through the engine like any scheduler's decisions.
+
+Model (the engine's rules, exactly): each task runs on one gang of ``k`` servers (every
+k-subset of the cluster is a candidate); a server runs one task at a time; a launch is
+warm (no cold start) exactly when, on every server of its gang, the task that ran just
+before it is one same task that ran on exactly this gang with the same model (that is the
+engine's residency rule: any other launch in between would have dissolved the group);
+the cluster starts cold. Every task must run. Two objectives: ``response`` (steps fixed
+to ``steps``; minimise the mean response time, finish - arrival, of all tasks) and
+``reward`` (steps chosen per task from ``step_grid``; maximise the total paper reward of
+the launches, with the engine's decision-time semantics: see ``_solve_reward``). The
+solver's proven bound is kept beside the best schedule found, so the optimality gap is
+known.
+
+The schedule is replayed semi-actively: the oracle launches a task once every task
+planned before it on its servers has started, reserving its gang (the engine starts it
+when the last member frees), so each task starts at max(arrival, predecessors' ends) and
+the engine's own records, durations and cold flags are what count. The oracle ignores the
+visible-queue window (it is clairvoyant) and plans on the ``event`` clock.
+
+Install the solver with ``pip install 'eatbench[oracle]'`` (``ortools``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+
+from eatbench.backends.base import BackendContext
+from eatbench.backends.sim import SimBackend
+from eatbench.engine import Decision, Engine
+from eatbench.schedulers.base import SCHEDULERS, Scheduler
+from eatbench.tasks import Task, TaskState
+
+OBJECTIVES = ("response", "reward")
+REWARD_SCALE = 10_000  # reward units per unit of the paper reward in the reward model
+HINT_FROM = ("earliest_finish", "fifo", "round_robin", "least_loaded")  # fixed-steps heuristics
+MAX_CANDIDATES = 20000  # (task, gang) pairs; beyond this the model is too large to solve
+
+
+def _cp_model():
+    try:
+        from ortools.sat.python import cp_model
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "scheduler=oracle needs OR-Tools (CP-SAT): pip install 'eatbench[oracle]' (or: pip install ortools)"
+        ) from err
+    return cp_model
+
+
+@SCHEDULERS.register("oracle")
+class OracleScheduler(Scheduler):
+    """Clairvoyant optimum by CP-SAT (see the module docstring).
+
+    :param steps: denoising steps of every task.
+    :param objective: ``response`` (minimise the mean response time, s) or ``reward``
+        (maximise the total paper reward; episodes of at most ``engine.window`` tasks).
+    :param time_limit_s: solver wall-time limit per episode (s).
+    :param workers: CP-SAT subsolvers (LNS, core, fixed search, ...), interleaved on one
+        thread: one core, deterministic for a given time limit's worth of work.
+    :param scale: time units per second in the model (times are rounded to 1/scale s;
+        the reward objective uses at least 100000).
+    :param step_grid: steps the reward objective may choose from (default: every allowed).
+    :param break_symmetry: on identical servers, number them in the order of their first
+        tasks (finds much better schedules on long episodes; proofs on tiny ones may slow).
+    """
+
+    def __init__(
+        self,
+        steps: int = 20,
+        objective: str = "response",
+        time_limit_s: float = 100.0,
+        workers: int = 8,
+        scale: int = 1000,
+        step_grid: list[int] | None = None,
+        break_symmetry: bool = True,
+    ) -> None:
+        super().__init__(steps)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"scheduler.params.objective={objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
+        if not time_limit_s > 0:
+            raise ValueError(f"scheduler.params.time_limit_s={time_limit_s} is invalid; allowed: seconds > 0")
+        if workers < 1:
+            raise ValueError(f"scheduler.params.workers={workers} is invalid; allowed: an integer >= 1")
+        if scale < 1:
+            raise ValueError(f"scheduler.params.scale={scale} is invalid; allowed: an integer >= 1")
+        _cp_model()  # fail early, with the install hint, if OR-Tools is missing
+        self.objective = objective
+        self.time_limit_s = float(time_limit_s)
+        self.workers = int(workers)
+        self.scale = int(scale)
+        self.step_grid = [int(v) for v in step_grid] if step_grid else None
+        self.break_symmetry = bool(break_symmetry)
+        self._timed: list[tuple[float, int, tuple[int, ...], int]] = []  # reward: planned launches
+        self._next = 0
+        self._tol = 1e-6
+        self._plan: dict[int, tuple[tuple[int, ...], list[int]]] | None = None
+        self._order: list[int] = []
+        self._stats: dict[str, float] = {}
+
+    def reset(self, seed: int, k_options: list[int]) -> None:
+        super().reset(seed, k_options)
+        self._plan, self._order, self._stats = None, [], {}
+        self._timed, self._next = [], 0
+
+    # -- replay ---------------------------------------------------------------------
+    def decide(self, engine: Engine) -> Decision | None:
+        if self._plan is None:
+            if self.objective == "reward":
+                self._solve_reward(engine)
+            else:
+                self._solve(engine)
+        assert self._plan is not None
+        if self.objective == "reward":
+            return self._replay_timed(engine)
+        queued = {t.id for t in engine.queue}
+        tasks = engine.tasks
+        steps = self.clamp_steps(engine, self.steps)
+        for tid in self._order:
+            if tid not in queued:
+                continue
+            servers, preds = self._plan[tid]
+            if any(engine.reserved_by[s] >= 0 for s in servers):
+                continue
+            if all(tasks[p].state in (TaskState.RUNNING, TaskState.DONE, TaskState.FAILED) for p in preds):
+                return Decision(tid, steps, servers)
+        return None
+
+    def _replay_timed(self, engine: Engine) -> Decision | None:
+        """Reward plan: decide each task at its planned instant, in the planned order (the
+        reward depends on the queue at the decision); busy servers are reserved."""
+        if self._next >= len(self._timed):
+            return None
+        start, tid, servers, steps = self._timed[self._next]
+        if start > engine.now + self._tol or tid not in {t.id for t in engine.queue}:
+            return None
+        if any(engine.reserved_by[s] >= 0 for s in servers):
+            return None
+        self._next += 1
+        return Decision(tid, steps, servers)
+
+    def summary_extra(self) -> dict[str, float]:
+        """Solver figures for the run's summary (see ``Engine.summary``)."""
+        return dict(self._stats)
+
+    # -- a first schedule -------------------------------------------------------------
+    def _best_heuristic(self, engine: Engine, steps: int) -> list | None:
+        """Records of the best fixed-steps heuristic on a private copy of the episode (the
+        solver starts from it, so the oracle is never worse than these heuristics)."""
+        best = None
+        table = engine.quality_table
+        for name in HINT_FROM:
+            tasks = [dataclasses.replace(t, state=TaskState.PENDING) for t in engine.tasks]
+            backend = SimBackend(BackendContext(engine.cluster, engine.profile, table.__getitem__))
+            config = dataclasses.replace(engine.config, decision_mode="event")
+            sim = Engine(engine.cluster, tasks, backend, engine.profile, table, config, None)
+            sched = SCHEDULERS.create(name, steps=steps)
+            sched.reset(0, self.k_options)
+            records = sim.run(sched)
+            if any(r.status != "done" for r in records):
+                continue
+            total = sum(r.response for r in records)
+            if best is None or total < best[0]:
+                best = (total, records)
+        return None if best is None else best[1]
+
+    # -- the model ------------------------------------------------------------------
+    @staticmethod
+    def _demand(m, x, dur, j: int, n_srv: int):
+        """Servers task ``j`` occupies (a constant when its k is fixed)."""
+        ks = {len(key[1]) for key in dur if key[0] == j}
+        if len(ks) == 1:
+            return ks.pop()
+        d = m.new_int_var(1, n_srv, f"k{j}")
+        m.add(d == sum(x[key] * len(key[1]) for key in dur if key[0] == j))
+        return d
+
+    def _hint(self, m, engine: Engine, steps: int, x, start, arc, warm_lit) -> None:
+        """Hint the best heuristic's schedule (servers relabelled in the order of their
+        first tasks, as the symmetry break requires)."""
+        records = self._best_heuristic(engine, steps)
+        if records is None:
+            return
+        index = {t.id: j for j, t in enumerate(engine.tasks)}
+        gang = {index[r.task_id]: tuple(int(s) for s in r.servers.split("-")) for r in records}
+        if self.break_symmetry and len(set(engine.kind_of)) == 1:
+            n = len(engine.tasks)
+            first = [n] * engine.n_servers
+            for j in sorted(gang, key=lambda j: (records[j].start, j), reverse=True):
+                for s in gang[j]:
+                    first[s] = j
+            relabel = {old: new for new, old in enumerate(sorted(range(engine.n_servers), key=lambda s: first[s]))}
+            gang = {j: tuple(sorted(relabel[s] for s in g)) for j, g in gang.items()}
+        scale = self.scale
+        for r in records:
+            j = index[r.task_id]
+            m.add_hint(start[j], int(round(r.start * scale)))
+            for key, var in x.items():
+                if key[0] == j:
+                    m.add_hint(var, key[1] == gang[j])
+        by_server: list[list[int]] = [[] for _ in range(engine.n_servers)]
+        for j in sorted(gang, key=lambda j: records[j].start):
+            for s in gang[j]:
+                by_server[s].append(j)
+        for s, seq in enumerate(by_server):
+            pairs = set(zip([-1, *seq], [*seq, -1], strict=True))
+            for key, lit in arc[s].items():
+                m.add_hint(lit, key in pairs)
+        for (i, j, g), lit in warm_lit.items():
+            s0 = g[0]
+            seq = by_server[s0]
+            warm = not records[j].cold_start and gang[j] == g and gang[i] == g and i in seq and j in seq
+            m.add_hint(lit, warm and seq.index(j) == seq.index(i) + 1)
+
+    def _solve(self, engine: Engine) -> None:
+        cp_model = _cp_model()
+        tasks: list[Task] = engine.tasks
+        n, n_srv, scale = len(tasks), engine.n_servers, self.scale
+        steps = self.clamp_steps(engine, self.steps)
+        gangs_of_k = {
+            k: list(itertools.combinations(range(n_srv), k)) for k in {kk for t in tasks for kk in self.ks_for(t)}
+        }
+        if sum(len(gangs_of_k[k]) for t in tasks for k in self.ks_for(t)) > MAX_CANDIDATES:
+            raise ValueError(
+                f"scheduler=oracle: {n} tasks on {n_srv} servers give more than {MAX_CANDIDATES} (task, gang) "
+                "candidates; allowed: smaller episodes or clusters"
+            )
+
+        def units(seconds: float) -> int:
+            return int(round(seconds * scale))
+
+        kinds = engine.kind_of
+        m = cp_model.CpModel()
+        arrival = [units(t.arrival) for t in tasks]
+        dur: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # (task, gang) -> (warm, cold)
+        for j, t in enumerate(tasks):
+            for k in self.ks_for(t):
+                for g in gangs_of_k[k]:
+                    ks = [kinds[s] for s in g]
+                    dur[j, g] = (
+                        units(engine.profile.duration(ks, t.model, t.resolution, steps, False)),
+                        units(engine.profile.duration(ks, t.model, t.resolution, steps, True)),
+                    )
+        horizon = max(arrival) + sum(max(c for (jj, _), (_, c) in dur.items() if jj == j) for j in range(n))
+        x = {key: m.new_bool_var(f"x{key}") for key in dur}
+        start = [m.new_int_var(arrival[j], horizon, f"s{j}") for j in range(n)]
+        end = [m.new_int_var(arrival[j], horizon, f"e{j}") for j in range(n)]
+        length = [m.new_int_var(0, horizon, f"d{j}") for j in range(n)]
+        for j in range(n):
+            m.add_exactly_one(x[key] for key in dur if key[0] == j)
+            m.add(end[j] == start[j] + length[j])
+        on = [[m.new_bool_var(f"y{j},{s}") for s in range(n_srv)] for j in range(n)]
+        for j in range(n):
+            for s in range(n_srv):
+                m.add(on[j][s] == sum(x[key] for key in dur if key[0] == j and s in key[1]))
+
+        # per server: one task at a time, and the immediate-predecessor relation (circuit)
+        arc: list[dict[tuple[int, int], object]] = []
+        first_id: list = []
+        for s in range(n_srv):
+            ivs = [m.new_optional_interval_var(start[j], length[j], end[j], on[j][s], f"i{j},{s}") for j in range(n)]
+            m.add_no_overlap(ivs)
+            empty = m.new_bool_var(f"empty{s}")
+            arcs = [(0, 0, empty)]
+            lits: dict[tuple[int, int], object] = {}
+            for j in range(n):
+                arcs.append((j + 1, j + 1, ~on[j][s]))
+                first, last = m.new_bool_var(""), m.new_bool_var("")
+                arcs += [(0, j + 1, first), (j + 1, 0, last)]
+                lits[-1, j], lits[j, -1] = first, last
+                for i in range(n):
+                    if i != j:
+                        lit = m.new_bool_var(f"a{s},{i},{j}")
+                        arcs.append((i + 1, j + 1, lit))
+                        lits[i, j] = lit
+                        m.add(start[j] >= end[i]).only_enforce_if(lit)
+            m.add_circuit(arcs)
+            arc.append(lits)
+            # the id of the server's first task (n + 1: none), for the symmetry break
+            first_id.append(sum((j + 1) * lits[-1, j] for j in range(n)) + (n + 1) * empty)
+
+        # warm launches: j follows i directly on every server of the same gang, same model
+        warm_lit: dict[tuple[int, int, tuple[int, ...]], object] = {}
+        warm_of: list[list] = [[] for _ in range(n)]
+        for (j, g), (dw, dc) in dur.items():
+            terms = []
+            for i in range(n):
+                if i == j or (i, g) not in dur or tasks[i].model != tasks[j].model or dc <= dw:
+                    continue
+                w = m.new_bool_var(f"w{i},{j},{g}")
+                m.add_implication(w, x[i, g])
+                m.add_implication(w, x[j, g])
+                for s in g:
+                    m.add_implication(w, arc[s][i, j])
+                terms.append(w)
+                warm_lit[i, j, g] = w
+                warm_of[j].append((w, dc - dw))
+            if terms:
+                m.add_at_most_one(terms)
+        for j in range(n):
+            m.add(
+                length[j]
+                == sum(x[key] * dur[key][1] for key in dur if key[0] == j) - sum(w * gain for w, gain in warm_of[j])
+            )
+        m.minimize(sum(end[j] - arrival[j] for j in range(n)))
+        # redundant: the cluster runs at most n_srv servers' worth of gangs at once
+        m.add_cumulative(
+            [m.new_interval_var(start[j], length[j], end[j], f"c{j}") for j in range(n)],
+            [self._demand(m, x, dur, j, n_srv) for j in range(n)],
+            n_srv,
+        )
+        if (
+            self.break_symmetry and len(set(kinds)) == 1
+        ):  # identical servers: number them in the order of their first tasks
+            for s in range(n_srv - 1):
+                m.add(first_id[s] <= first_id[s + 1])
+        self._hint(m, engine, steps, x, start, arc, warm_lit)
+
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = self.time_limit_s
+        solver.parameters.num_workers = self.workers
+        # several subsolvers take turns on one thread (better schedules on long episodes;
+        # workers=1, one plain search, proves small episodes optimal faster)
+        solver.parameters.interleave_search = self.workers > 1
+        t0 = time.perf_counter()
+        status = solver.solve(m)
+        solve_s = time.perf_counter() - t0
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            raise RuntimeError(
+                f"scheduler=oracle found no schedule within time_limit_s={self.time_limit_s} "
+                f"(solver status {solver.status_name(status)}); raise scheduler.params.time_limit_s"
+            )
+        plan: dict[int, tuple[tuple[int, ...], list[int]]] = {}
+        for j in range(n):
+            g = next(key[1] for key in dur if key[0] == j and solver.boolean_value(x[key]))
+            preds = [
+                i for s in g for (i, jj), lit in arc[s].items() if jj == j and i >= 0 and solver.boolean_value(lit)
+            ]
+            plan[tasks[j].id] = (g, sorted(set(tasks[i].id for i in preds)))
+        self._plan = plan
+        self._order = [tasks[j].id for j in sorted(range(n), key=lambda j: (solver.value(start[j]), j))]
+        # the plan as the engine will run it (each task as early as its servers allow: at
+        # most the solver's times, which may hold slack when the time limit stopped it)
+        obj = min(solver.objective_value / scale / n, self._replayed_mean_response(engine, steps))
+        bound = solver.best_objective_bound / scale / n
+        self._stats = {
+            "oracle_objective": obj,
+            "oracle_bound": bound,
+            "oracle_gap": max(0.0, (obj - bound) / obj) if obj > 0 else 0.0,
+            "oracle_optimal": float(status == cp_model.OPTIMAL),
+            "oracle_solve_s": solve_s,
+        }
+        if not math.isfinite(obj):  # pragma: no cover - guarded by the status check
+            raise RuntimeError("scheduler=oracle: the solver returned no objective")
+
+    def _replayed_mean_response(self, engine: Engine, steps: int) -> float:
+        """Mean response (s) of the plan run semi-actively by the engine's rules."""
+        assert self._plan is not None
+        tasks = {t.id: t for t in engine.tasks}
+        end: dict[int, float] = {}
+        gang_of = {tid: g for tid, (g, _) in self._plan.items()}
+        last: dict[int, int] = {}  # server -> task that ran last on it
+        total = 0.0
+        for tid in self._order:
+            g, preds = self._plan[tid]
+            t = tasks[tid]
+            start = max([t.arrival] + [end[p] for p in preds])
+            prev = {last.get(s) for s in g}
+            (p,) = prev if len(prev) == 1 else (None,)
+            warm = p is not None and gang_of[p] == g and tasks[p].model == t.model
+            kinds = [engine.kind_of[s] for s in g]
+            end[tid] = start + engine.profile.duration(kinds, t.model, t.resolution, steps, not warm)
+            for s in g:
+                last[s] = tid
+            total += end[tid] - t.arrival
+        return total / len(self._order)
+
+    # -- the reward model -------------------------------------------------------------
+    def _solve_reward(self, engine: Engine) -> None:
+        """Steps chosen per task, objective the total paper reward of the launches.
+
+        Each task is decided at an engine decision epoch (an arrival or a completion), in
+        a chosen order among decisions at the same instant, and starts at the latest of
+        its decision and its servers' previous tasks' ends (a reservation, as the engine
+        does; those tasks must have started by the decision). Its reward is ``min(cap,
+        w_t / (w_tt * mean wait of the queue at the decision, itself included +
+        response)) + w_q * q(steps)``, as ``Engine.reward`` computes it, rounded down to
+        1/REWARD_SCALE. The queue is taken whole, so episodes may hold at most
+        ``engine.window`` tasks; small episodes (a handful of tasks) solve in seconds."""
+        cp_model = _cp_model()
+        tasks: list[Task] = engine.tasks
+        n, n_srv, cfg = len(tasks), engine.n_servers, engine.config
+        scale = max(self.scale, 100_000)  # launches sit on exact epochs: 10 us (0.15625 s/step is exact)
+        if n > cfg.window:
+            raise ValueError(
+                f"scheduler.params.objective='reward' plans episodes of at most engine.window={cfg.window} tasks "
+                f"(this one has {n}); allowed: objective=response, or a shorter episode"
+            )
+        grid = self.step_grid or list(range(cfg.min_steps, cfg.max_steps + 1))
+        grid = sorted({min(max(v, cfg.min_steps), cfg.max_steps) for v in grid})
+        rc = engine.reward_cfg
+
+        def units(seconds: float) -> int:
+            return int(round(seconds * scale))
+
+        kinds = engine.kind_of
+        gangs_of_k = {k: list(itertools.combinations(range(n_srv), k)) for t in tasks for k in self.ks_for(t)}
+        m = cp_model.CpModel()
+        arrival = [units(t.arrival) for t in tasks]
+        # (task, gang, steps) -> (warm, cold) durations
+        dur = {
+            (j, g, st): tuple(
+                units(engine.profile.duration([kinds[s] for s in g], t.model, t.resolution, st, cold))
+                for cold in (False, True)
+            )
+            for j, t in enumerate(tasks)
+            for k in self.ks_for(t)
+            for g in gangs_of_k[k]
+            for st in grid
+        }
+        horizon = max(arrival) + sum(max(c for (jj, _, _), (_, c) in dur.items() if jj == j) for j in range(n))
+        z = {key: m.new_bool_var(f"z{key}") for key in dur}
+        gangs = {(j, g) for (j, g, _) in dur}
+        x = {key: m.new_bool_var(f"x{key}") for key in gangs}
+        start = [m.new_int_var(arrival[j], horizon, f"s{j}") for j in range(n)]
+        end = [m.new_int_var(arrival[j], horizon, f"e{j}") for j in range(n)]
+        length = [m.new_int_var(0, horizon, f"d{j}") for j in range(n)]
+        for j in range(n):
+            m.add_exactly_one(z[key] for key in dur if key[0] == j)
+            m.add(end[j] == start[j] + length[j])
+        for j, g in gangs:
+            m.add(x[j, g] == sum(z[key] for key in dur if key[0] == j and key[1] == g))
+        on = [[m.new_bool_var("") for _ in range(n_srv)] for _ in range(n)]
+        for j in range(n):
+            for s_ in range(n_srv):
+                m.add(on[j][s_] == sum(x[key] for key in gangs if key[0] == j and s_ in key[1]))
+        arc: list[dict[tuple[int, int], object]] = []
+        for s_ in range(n_srv):
+            m.add_no_overlap(
+                [m.new_optional_interval_var(start[j], length[j], end[j], on[j][s_], "") for j in range(n)]
+            )
+            arcs = [(0, 0, m.new_bool_var(""))]
+            lits: dict[tuple[int, int], object] = {}
+            for j in range(n):
+                arcs += [(j + 1, j + 1, ~on[j][s_]), (0, j + 1, m.new_bool_var("")), (j + 1, 0, m.new_bool_var(""))]
+                for i in range(n):
+                    if i != j:
+                        lit = lits[i, j] = m.new_bool_var("")
+                        arcs.append((i + 1, j + 1, lit))
+                        m.add(start[j] >= end[i]).only_enforce_if(lit)
+            m.add_circuit(arcs)
+            arc.append(lits)
+        # warm: the same rule as the response model; the gain may depend on the steps
+        gain_terms: list[list] = [[] for _ in range(n)]
+        for j, g in gangs:
+            terms = []
+            for i in range(n):
+                if i == j or (i, g) not in gangs or tasks[i].model != tasks[j].model:
+                    continue
+                w = m.new_bool_var("")
+                m.add_implication(w, x[i, g])
+                m.add_implication(w, x[j, g])
+                for s_ in g:
+                    m.add_implication(w, arc[s_][i, j])
+                terms.append(w)
+                for st in grid:
+                    dw, dc = dur[j, g, st]
+                    if dc > dw:
+                        both = m.new_bool_var("")
+                        m.add_bool_and([w, z[j, g, st]]).only_enforce_if(both)
+                        m.add_bool_or([~w, ~z[j, g, st]]).only_enforce_if(~both)
+                        gain_terms[j].append((both, dc - dw))
+            if terms:
+                m.add_at_most_one(terms)
+        for j in range(n):
+            m.add(
+                length[j]
+                == sum(z[key] * dur[key][1] for key in dur if key[0] == j) - sum(b * v for b, v in gain_terms[j])
+            )
+        # decisions: at an epoch (an arrival or a completion), in a total order (ties in
+        # time broken by it); the gang starts when decided and free: at the latest of the
+        # decision and its predecessors' ends (a reservation when they still run), and a
+        # predecessor must have started by then (else it would hold the servers reserved)
+        decide_t = [m.new_int_var(arrival[j], horizon, f"t{j}") for j in range(n)]
+        before = {(i, j): m.new_bool_var("") for i in range(n) for j in range(n) if i != j}
+        for i in range(n):
+            for j in range(i + 1, n):
+                m.add(before[i, j] + before[j, i] == 1)
+                m.add(decide_t[i] <= decide_t[j]).only_enforce_if(before[i, j])
+                m.add(decide_t[j] <= decide_t[i]).only_enforce_if(before[j, i])
+        for a, b, c in itertools.permutations(range(n), 3):
+            m.add_implication(before[a, b], before[a, c]).only_enforce_if(before[b, c])
+        for j in range(n):
+            options = []
+            for a in sorted({a for a in arrival if a >= arrival[j]}):
+                lit = m.new_bool_var("")
+                m.add(decide_t[j] == a).only_enforce_if(lit)
+                options.append(lit)
+            for i in range(n):
+                if i != j:
+                    lit = m.new_bool_var("")
+                    m.add(decide_t[j] == end[i]).only_enforce_if(lit)
+                    options.append(lit)
+            m.add_bool_or(options)
+            m.add(start[j] >= decide_t[j])
+            at = m.new_bool_var("")
+            m.add(start[j] == decide_t[j]).only_enforce_if(at)
+            options = [at]
+            for i in range(n):
+                if i == j:
+                    continue
+                lit = m.new_bool_var("")
+                m.add(start[j] == end[i]).only_enforce_if(lit)
+                m.add_bool_or([arc[s_][i, j] for s_ in range(n_srv)]).only_enforce_if(lit)
+                options.append(lit)
+                for s_ in range(n_srv):
+                    m.add(start[i] <= decide_t[j]).only_enforce_if(arc[s_][i, j])
+                    m.add_implication(arc[s_][i, j], before[i, j])
+            m.add_bool_or(options)
+        # the queue at j's launch: arrived and not launched before j (j itself included)
+        R = REWARD_SCALE
+        # w_tt = wtt / den, exactly when w_tt is a whole number
+        den = 1 if float(rc.w_tt).is_integer() else 1000
+        wtt = int(round(rc.w_tt * den))
+        reward_terms = []
+        for j in range(n):
+            waits = [decide_t[j] - arrival[j]]
+            count = [1]
+            for mm in range(n):
+                if mm == j:
+                    continue
+                arrived = m.new_bool_var("")
+                m.add(decide_t[j] >= arrival[mm]).only_enforce_if(arrived)
+                m.add(decide_t[j] < arrival[mm]).only_enforce_if(~arrived)
+                q = m.new_bool_var("")
+                m.add_bool_and([arrived, before[j, mm]]).only_enforce_if(q)
+                m.add_bool_or([~arrived, ~before[j, mm]]).only_enforce_if(~q)
+                v = m.new_int_var(0, horizon, "")
+                m.add(v == decide_t[j] - arrival[mm]).only_enforce_if(q)
+                m.add(v == 0).only_enforce_if(~q)
+                waits.append(v)
+                count.append(q)
+            cnt = m.new_int_var(1, n, f"cnt{j}")
+            m.add(cnt == sum(count))
+            resp = m.new_int_var(0, horizon, f"r{j}")
+            m.add(resp == end[j] - arrival[j])
+            prod = m.new_int_var(0, horizon * n, "")
+            m.add_multiplication_equality(prod, [resp, cnt])
+            # X_j (s) = (w_tt * sum(waits) / cnt + resp) / scale = y / (den * cnt * scale)
+            y_max = (wtt + den) * horizon * n
+            y = m.new_int_var(0, y_max, f"y{j}")
+            m.add(y == wtt * sum(waits) + den * prod)
+            lat = m.new_int_var(0, int(rc.cap * R), f"lat{j}")  # R * min(cap, w_t / X_j)
+            ly = m.new_int_var(0, int(rc.cap * R) * y_max, "")
+            m.add_multiplication_equality(ly, [lat, y])
+            m.add(ly <= int(round(rc.w_t * R * den * scale)) * cnt)
+            reward_terms.append(lat)
+            for (jj, _g, st), lit in z.items():
+                if jj == j:
+                    reward_terms.append(lit * int(round(rc.w_q * engine.quality(st) * R)))
+        m.maximize(sum(reward_terms))
+
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = self.time_limit_s
+        solver.parameters.num_workers = self.workers
+        solver.parameters.interleave_search = self.workers > 1
+        t0 = time.perf_counter()
+        status = solver.solve(m)
+        solve_s = time.perf_counter() - t0
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            raise RuntimeError(
+                f"scheduler=oracle found no schedule within time_limit_s={self.time_limit_s} "
+                f"(solver status {solver.status_name(status)}); raise scheduler.params.time_limit_s"
+            )
+        order = sorted(range(n), key=lambda j: sum(solver.boolean_value(before[i, j]) for i in range(n) if i != j))
+        timed = []
+        for j in order:
+            (_, g, st) = next(key for key, lit in z.items() if key[0] == j and solver.boolean_value(lit))
+            timed.append((solver.value(decide_t[j]) / scale, tasks[j].id, g, st))
+        self._timed, self._next, self._tol = timed, 0, 1.0 / scale
+        self._plan = {tid: (g, []) for _, tid, g, _ in timed}
+        obj, bound = solver.objective_value / R, solver.best_objective_bound / R
+        self._stats = {
+            "oracle_objective": obj,
+            "oracle_bound": bound,
+            "oracle_gap": (bound - obj) / obj if obj > 0 else 0.0,
+            "oracle_optimal": float(status == cp_model.OPTIMAL),
+            "oracle_solve_s": solve_s,
+        }
