@@ -5,4 +5,5 @@ from eatbench.schedulers import heuristics as _heuristics  # noqa: F401  (regist
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
 
 __all__ = ["SCHEDULERS", "Scheduler"]
+from eatbench.schedulers import authors as _authors  # noqa: F401,E402  (registers the release's actors)
 from eatbench.schedulers import rl as _rl  # noqa: F401,E402  (registers learned schedulers)
