@@ -94,11 +94,18 @@ class NoiseNet(nn.Module):
         layers.append(nn.Linear(width, FEATURE_DIM))
         self.mid_layer = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor, t: Tensor, state: Tensor) -> Tensor:  # state [B, R, 3]
+    def condition(self, state: Tensor) -> Tensor:
+        """The (attended) state, flattened row by row: ``[B, R, 3] -> [B, 3R]``."""
         if self.attention:
             state = self.state_attention(state)
-        state = state.reshape(state.shape[0], -1)
-        return torch.tanh(self.mid_layer(torch.cat([x, self.time_mlp(t), state], dim=1)))
+        return state.reshape(state.shape[0], -1)
+
+    def predict(self, x: Tensor, time_emb: Tensor, cond: Tensor) -> Tensor:
+        """The noise estimate from the latent, the step's embedding and the condition."""
+        return torch.tanh(self.mid_layer(torch.cat([x, time_emb, cond], dim=1)))
+
+    def forward(self, x: Tensor, t: Tensor, state: Tensor) -> Tensor:  # state [B, R, 3]
+        return self.predict(x, self.time_mlp(t), self.condition(state))
 
 
 class DiffusionChain(nn.Module):
@@ -137,10 +144,14 @@ class DiffusionChain(nn.Module):
     def forward(self, state: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One sample of the feature for each state row block ``[B, R, 3]``."""
         b = state.shape[0]
+        model = self.model
+        # the state and the step embeddings do not depend on the latent: compute them once
+        # (the release recomputes them at every step, with the same result)
+        cond = model.condition(state)
+        time_emb = model.time_mlp(torch.arange(self.steps, dtype=torch.long))
         x = torch.randn((b, FEATURE_DIM), generator=generator)
         for i in reversed(range(self.steps)):
-            t = torch.full((b,), i, dtype=torch.long)
-            eps = self.model(x, t, state)
+            eps = model.predict(x, time_emb[i].expand(b, -1), cond)
             x0 = self.sqrt_recip_alphas_cumprod[i] * x - self.sqrt_recipm1_alphas_cumprod[i] * eps
             mean = self.posterior_mean_coef1[i] * x0 + self.posterior_mean_coef2[i] * x
             noise = torch.randn((b, FEATURE_DIM), generator=generator)  # drawn at t = 0 too
