@@ -376,12 +376,26 @@ def test_not_a_release_checkpoint_fails_clearly(tmp_path):
             run_experiment(_cfg("scheduler=authors_eat", f"scheduler.checkpoint={path}"), write=False)
 
 
-def test_no_checkpoint_fails_clearly():
+def test_no_checkpoint_fails_clearly(monkeypatch):
+    monkeypatch.delenv("EATBENCH_EAT_RELEASE", raising=False)
     with pytest.raises(CheckpointError, match=r"set scheduler.checkpoint=/path/to/dsac_policy.pth"):
         run_experiment(_cfg("scheduler=authors_dsac"), write=False)
 
 
-def test_registered_with_configs():
+def test_folder_and_environment_default(tmp_path, monkeypatch):
+    path = _save(tmp_path, _release_blob("dsac"), "dsac_policy.pth")
+    monkeypatch.setenv("EATBENCH_EAT_RELEASE", str(tmp_path))
+    cfg = _cfg("scheduler=authors_dsac", "workload.n_tasks=12")
+    assert cfg.scheduler.checkpoint == str(tmp_path)
+    res = run_experiment(cfg, write=False)
+    assert res.meta["scheduler_provenance"]["checkpoint"] == path
+    assert res.summary["tasks_done"] == 12
+    with pytest.raises(CheckpointError, match=r"adsac_policy.pth' does not exist"):
+        run_experiment(_cfg("scheduler=authors_eat"), write=False)
+
+
+def test_registered_with_configs(monkeypatch):
+    monkeypatch.delenv("EATBENCH_EAT_RELEASE", raising=False)
     for kind in RELEASE_KEYS:
         assert f"authors_{kind}" in SCHEDULERS
         cfg = _cfg(f"scheduler=authors_{kind}")

@@ -1,8 +1,9 @@
 """The EAT authors' released actors as schedulers: ``authors_eat``, ``authors_dsac``,
 ``authors_sac``.
 
-The user supplies the release's checkpoint (``scheduler.checkpoint=/path/to/adsac_policy.pth``;
-the release has no licence, so nothing of it ships here). ``decide`` builds the release's
+The user supplies the release's checkpoint (``scheduler.checkpoint=/path/to/adsac_policy.pth``,
+or a folder holding the release's file names, by default ``$EATBENCH_EAT_RELEASE``; the
+release has no licence, so nothing of it ships here). ``decide`` builds the release's
 observation (``observation.py``), runs the actor with fresh diffusion noise from a
 generator seeded by the experiment seed (``networks.py``), and decodes the action as the
 release does (``decode.py``). The checkpoint's SHA-256 goes into ``summary.json``
@@ -80,14 +81,20 @@ class AuthorsScheduler(Scheduler):
         self.generator: Any = None
 
     @classmethod
+    def release_file(cls, path: str) -> str:
+        """``path``, or the release's file name for this actor inside ``path`` if it is a folder."""
+        return str(Path(path) / Path(RELEASE_FILES[cls.kind]).name) if Path(path).is_dir() else path
+
+    @classmethod
     def checkpoint_file(cls, cfg: ExperimentConfig) -> str | None:
         path = cfg.scheduler.checkpoint
-        return None if path in (None, "auto") else path
+        return None if path in (None, "auto") else cls.release_file(path)
 
     def _missing(self) -> str:
         return (
             f"scheduler {self.registry_name!r} runs the EAT authors' released {KIND_NAMES[self.kind]} actor: "
-            f"set scheduler.checkpoint=/path/to/{Path(RELEASE_FILES[self.kind]).name} (from {RELEASE_REPO}, "
+            f"set scheduler.checkpoint=/path/to/{Path(RELEASE_FILES[self.kind]).name} (or a folder holding it, or "
+            f"EATBENCH_EAT_RELEASE=<that folder>; from {RELEASE_REPO}, "
             f"file '{RELEASE_FILES[self.kind]}'; see the README, section 'The authors' policies')"
         )
 
@@ -99,6 +106,7 @@ class AuthorsScheduler(Scheduler):
 
         if path == "auto":
             raise CheckpointError(f"scheduler.checkpoint='auto' is invalid here; {self._missing()}")
+        path = self.release_file(path)
         if not Path(path).is_file():
             raise CheckpointError(f"checkpoint {path!r} does not exist; {self._missing()}")
         try:
