@@ -343,12 +343,16 @@ def test_wrong_kind_fails_clearly(tmp_path):
 
 def test_wrong_shape_fails_clearly(tmp_path):
     blob = _release_blob("eat")
-    blob["actor.mu.model.0.weight"] = torch.zeros(13, 256)
+    blob["actor.preprocess.model.mid_layer.2.weight"] = torch.zeros(256, 128)
     path = _save(tmp_path, blob, "bad.pth")
     with pytest.raises(
-        CheckpointError, match=r"(?s)weights do not match the release's EAT \(adsac\) actor .*mu.model.0.weight"
+        CheckpointError, match=r"(?s)weights do not match the release's EAT \(adsac\) actor .*mid_layer.2.weight"
     ):
         run_experiment(_cfg("scheduler=authors_eat", f"scheduler.checkpoint={path}"), write=False)
+    path = _save(tmp_path, _release_blob("eat"), "adsac_policy.pth")
+    cfg = _cfg("scheduler=authors_eat", f"scheduler.checkpoint={path}", "engine.window=8")
+    with pytest.raises(CheckpointError, match=r"queue of 10 rows; engine.window=8 is invalid for it; allowed: 10"):
+        run_experiment(cfg, write=False)
     blob = _release_blob("sac")
     blob["actor.preprocess.model.model.0.weight"] = torch.zeros(256, 45)
     path = _save(tmp_path, blob, "bad_sac.pth")

@@ -123,6 +123,13 @@ class AuthorsScheduler(Scheduler):
                 f"(expected {Path(RELEASE_FILES[self.kind]).name}){hint}"
             )
         n, window = len(server_kinds(cfg.cluster)), cfg.engine.window
+        mu = actor.get("mu.model.0.weight")
+        got_rows = int(mu.shape[0]) - 2 if mu is not None and mu.dim() == 2 else None
+        if got_rows is not None and got_rows != window:
+            raise CheckpointError(
+                f"checkpoint {path!r} was trained with a queue of {got_rows} rows; engine.window={window} is invalid "
+                f"for it; allowed: {got_rows}"
+            )
         want = 3 * (window + n)
         got = state_dim_of(actor)
         if got != want:
