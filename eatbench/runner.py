@@ -168,6 +168,9 @@ def run_experiment(
         "config": config_to_dict(cfg),
         **provenance(),
     }
+    extra = getattr(sched, "provenance", dict)()
+    if extra:
+        meta["scheduler_provenance"] = extra
     result = RunResult(cfg, records, summary, meta, out)
     if out is not None:
         write_run(result, out)

@@ -30,9 +30,12 @@ from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_
 from eatbench.runner import RunResult, run_dir, run_experiment
 
 #: schedulers that need a trained checkpoint; skipped (not failed) when absent from a grid.
-LEARNED = ("eat", "dsac", "sac", "eat_nodiff", "eat_wide")
+LEARNED = ("eat", "dsac", "sac", "eat_nodiff", "eat_wide", "authors_eat", "authors_dsac", "authors_sac")
 #: every figure experiment, in report order (``--all`` runs these).
 FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations")
+#: reference experiments beside the figures: the authors' own policies (needs their files,
+#: ``$EATBENCH_EAT_RELEASE``) and the clairvoyant oracle (minutes per episode).
+REFERENCE_EXPERIMENTS = ("authors", "oracle_gap")
 #: how many values of each swept key the quick grid keeps (seeds: the first two).
 QUICK_KEEP = 3
 QUICK_SEEDS = 5

@@ -6,4 +6,5 @@ from eatbench.schedulers import oracle as _oracle  # noqa: F401  (registers; OR-
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
 
 __all__ = ["SCHEDULERS", "Scheduler"]
+from eatbench.schedulers import authors as _authors  # noqa: F401,E402  (registers the release's actors)
 from eatbench.schedulers import rl as _rl  # noqa: F401,E402  (registers learned schedulers)

@@ -53,6 +53,11 @@ class Scheduler(ABC):
         Result folders are keyed by its contents, so a retrained policy is a new run."""
         return None
 
+    def provenance(self) -> dict[str, object]:
+        """Facts about this scheduler's inputs that the run's ``summary.json`` records under
+        ``scheduler_provenance`` (e.g. a checkpoint's SHA-256); empty by default."""
+        return {}
+
     def clamp_steps(self, engine: Engine, steps: int) -> int:
         cfg = engine.config
         return min(max(steps, cfg.min_steps), cfg.max_steps)

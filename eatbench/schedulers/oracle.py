@@ -58,7 +58,8 @@ class OracleScheduler(Scheduler):
     :param steps: denoising steps of every task.
     :param objective: ``response`` (minimise the mean response time, s) or ``reward``
         (maximise the total paper reward; episodes of at most ``engine.window`` tasks).
-    :param time_limit_s: solver wall-time limit per episode (s).
+    :param time_limit_s: solver work limit per episode, in CP-SAT's deterministic seconds
+        (about a second of work each; not wall time, so results do not depend on the machine).
     :param workers: CP-SAT subsolvers (LNS, core, fixed search, ...), interleaved on one
         thread: one core, deterministic for a given time limit's worth of work.
     :param scale: time units per second in the model (times are rounded to 1/scale s;
@@ -320,7 +321,10 @@ class OracleScheduler(Scheduler):
         self._hint(m, engine, steps, x, start, arc, warm_lit)
 
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = self.time_limit_s
+        # a deterministic work limit (not wall time) and a fixed seed: the same episode gives
+        # the same schedule on any machine and under any load
+        solver.parameters.max_deterministic_time = self.time_limit_s
+        solver.parameters.random_seed = 0
         solver.parameters.num_workers = self.workers
         # several subsolvers take turns on one thread (better schedules on long episodes;
         # workers=1, one plain search, proves small episodes optimal faster)
@@ -564,7 +568,10 @@ class OracleScheduler(Scheduler):
         m.maximize(sum(reward_terms))
 
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = self.time_limit_s
+        # a deterministic work limit (not wall time) and a fixed seed: the same episode gives
+        # the same schedule on any machine and under any load
+        solver.parameters.max_deterministic_time = self.time_limit_s
+        solver.parameters.random_seed = 0
         solver.parameters.num_workers = self.workers
         solver.parameters.interleave_search = self.workers > 1
         t0 = time.perf_counter()
