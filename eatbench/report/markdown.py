@@ -95,6 +95,35 @@ EXPERIMENTS: dict[str, tuple[str, str, tuple[FigureSpec, ...]]] = {
             ),
         ),
     ),
+    "oracle_gap": (
+        "Distance from the clairvoyant optimum (oracle)",
+        "The oracle (`scheduler=oracle`, OR-Tools CP-SAT) knows every arrival in advance and plans the whole "
+        "episode at a fixed 20 steps, minimising the mean response time; its schedule is replayed through the "
+        "engine like any scheduler's. It stops at a fixed amount of solver work, so its schedule is the best one "
+        "found, and the solver's proven bound is a lower bound on any schedule's mean response: the optimum lies "
+        "between the two. Beside it, every heuristic that runs the same fixed 20 steps, on the same task streams "
+        "(paper4, the paper workload; the seeds are shared with `paper_rates`).",
+        (
+            FigureSpec(
+                "O1", "Mean response of the fixed-step heuristics and the oracle's best schedule vs arrival rate"
+            ),
+        ),
+    ),
+    "authors": (
+        "The authors' policies on our engine",
+        "The EAT authors' own trained actors (EAT = `adsac`, DSAC, SAC; `EAT Simu/res_policy/2_0.05_0.05_4_10_[1, "
+        "2, 4]` of github.com/zzf1955/EAT) run by eatbench's engine with the release's observation and action "
+        "decoding (`scheduler=authors_eat|authors_dsac|authors_sac`), beside our EAT, DSAC and SAC and every "
+        "heuristic. Every scheduler here runs in the release's decision timing (`engine.decision_mode=release`, "
+        "reproduced launch for launch), paper4, the paper workload, paired by seed.",
+        (
+            FigureSpec(
+                "A1",
+                "The authors' policies: response time and quality vs arrival rate",
+                metrics=("response_mean", "quality_mean"),
+            ),
+        ),
+    ),
 }
 ORDER = list(EXPERIMENTS)
 
@@ -233,7 +262,7 @@ def write_report(
         ):
             lines += ["## Ablations of EAT (F8)", "", "No EAT variant could run (no checkpoints); F8 skipped.", ""]
             continue
-        lines += _experiment_section(name, sub, fig_dir, report_dir, root)
+        lines += _experiment_section(name, sub, fig_dir, report_dir, root, oracle_reference(runs, name))
     lines += _headline_section(runs)
     lines += _training_section(Path(curves_dir) if curves_dir else agg_mod.CHECKPOINT_DIR, fig_dir, report_dir)
     lines += ["## Where our setting differs from the paper", "", PAPER_CLAIMS, "", DIFFERENCES, ""]
@@ -300,7 +329,9 @@ def x_column(name: str, runs: pd.DataFrame) -> str:
     return "n_servers" if runs["n_servers"].nunique() > 1 and runs["rate"].nunique() <= 1 else "rate"
 
 
-def _experiment_section(name: str, runs: pd.DataFrame, fig_dir: Path, report_dir: Path, root: Path) -> list[str]:
+def _experiment_section(
+    name: str, runs: pd.DataFrame, fig_dir: Path, report_dir: Path, root: Path, reference: pd.DataFrame | None = None
+) -> list[str]:
     from eatbench.report import plots
 
     title, desc, figures = EXPERIMENTS.get(
@@ -326,8 +357,14 @@ def _experiment_section(name: str, runs: pd.DataFrame, fig_dir: Path, report_dir
                 continue
             plots.plot_tradeoff(records, png, f"{spec.fid}: {spec.caption}")
         else:
-            plots.plot_metric_vs(agg, spec.x, spec.metrics, png, f"{spec.fid}: {spec.caption}", logx=spec.logx)
+            plots.plot_metric_vs(
+                agg, spec.x, spec.metrics, png, f"{spec.fid}: {spec.caption}", logx=spec.logx, reference=reference
+            )
         lines += [f"### {spec.fid}: {spec.caption}", "", f"![{spec.fid}]({_rel(png, report_dir)})", ""]
+    if base_experiment(name) == "authors":
+        lines += _authors_lines(runs)
+    if base_experiment(name) == "oracle_gap":
+        lines += _oracle_lines(runs)
     lines += [f"### Results table (`{name}`)", ""]
     lines += markdown_table(*results_rows(agg, x))
     lines += ["", _percentile_note(agg), ""]
@@ -516,6 +553,7 @@ def _headline_section(runs: pd.DataFrame) -> list[str]:
             "",
         ]
     lines += _pairwise_lines(sub)
+    lines += _oracle_distance_lines(sub, runs)
     return lines
 
 
@@ -572,6 +610,181 @@ def _pairwise_lines(sub: pd.DataFrame) -> list[str]:
                 row.append("" if r is None else f"{r['diff']:+.1f}" + ("*" if r["separated"] else ""))
             rows.append(row)
         lines += [*markdown_table(headers, rows), ""]
+    return lines
+
+
+ORACLE_EXPERIMENT = "oracle_gap"
+
+
+def _oracle_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The oracle's runs of the ``oracle_gap`` experiment (its own results if ``runs`` hold
+    several variants of it)."""
+    if runs.empty:
+        return runs
+    sel = runs[(runs["experiment"].map(base_experiment) == ORACLE_EXPERIMENT) & (runs["scheduler"] == "oracle")]
+    if (sel["experiment"] == ORACLE_EXPERIMENT).any():
+        sel = sel[sel["experiment"] == ORACLE_EXPERIMENT]
+    elif sel["experiment"].nunique() > 1:
+        sel = sel[sel["experiment"] == sorted(sel["experiment"].unique())[0]]
+    return sel if "oracle_bound" in sel else sel.iloc[0:0]
+
+
+def oracle_reference(runs: pd.DataFrame, name: str) -> pd.DataFrame | None:
+    """The oracle's mean over its seeds at each rate (and its bound), drawn as a reference
+    line in the paper-sweep figures; ``None`` when there are no oracle results."""
+    if base_experiment(name) not in ("paper_rates", ORACLE_EXPERIMENT):
+        return None
+    orc = _oracle_runs(runs)
+    if orc.empty:
+        return None
+    ref = orc.groupby("rate", as_index=False).mean(numeric_only=True)
+    ref["seeds"] = orc.groupby("rate")["seed"].nunique().to_numpy()
+    return ref
+
+
+def oracle_distance(sub: pd.DataFrame, orc: pd.DataFrame, x: str = "rate") -> pd.DataFrame:
+    """Each scheduler's distance (s) from the oracle on the seeds both ran, at each ``x``:
+    ``to_best`` = mean response - the oracle's best schedule (the distance from the optimum is
+    at least this when positive), ``to_bound`` = mean response - the proven bound (the distance
+    is at most this)."""
+    rows = []
+    o = orc.set_index([x, "seed"])
+    for (sched, xv), grp in sub[sub["scheduler"] != "oracle"].groupby(["scheduler", x], sort=True):
+        pairs = [(r["response_mean"], o.loc[(xv, r["seed"])]) for _, r in grp.iterrows() if (xv, r["seed"]) in o.index]
+        if not pairs:
+            continue
+        resp = sum(p[0] for p in pairs) / len(pairs)
+        best = sum(float(p[1]["response_mean"]) for p in pairs) / len(pairs)
+        bound = sum(float(p[1]["oracle_bound"]) for p in pairs) / len(pairs)
+        rows.append(
+            {
+                "scheduler": sched,
+                x: xv,
+                "seeds": len(pairs),
+                "response": resp,
+                "to_best": resp - best,
+                "to_bound": resp - bound,
+            }
+        )
+    return pd.DataFrame(rows, columns=["scheduler", x, "seeds", "response", "to_best", "to_bound"])
+
+
+def _oracle_table(dist: pd.DataFrame, orc: pd.DataFrame) -> list[str]:
+    from eatbench.report.plots import label
+
+    rates = sorted(dist["rate"].unique())
+    ref = orc.groupby("rate")
+    headers = ["scheduler \\ rate", *[f"{r:g}" for r in rates]]
+    rows = [
+        ["Oracle: best found [proven bound], gap"]
+        + [
+            f"{ref.get_group(r)['response_mean'].mean():.1f} [{ref.get_group(r)['oracle_bound'].mean():.1f}], "
+            f"{ref.get_group(r)['oracle_gap'].mean():.0%}"
+            if r in ref.groups
+            else ""
+            for r in rates
+        ]
+    ]
+    for sched, grp in dist.groupby("scheduler", sort=True):
+        by = {r["rate"]: r for _, r in grp.iterrows()}
+        rows.append(
+            [label(sched)] + [f"{by[r]['to_best']:+.1f} [{by[r]['to_bound']:+.1f}]" if r in by else "" for r in rates]
+        )
+    return markdown_table(headers, rows)
+
+
+def _oracle_lines(runs: pd.DataFrame) -> list[str]:
+    orc = _oracle_runs(runs)
+    if orc.empty:
+        return ["No oracle results (install `eatbench[oracle]` and run `python -m eatbench.sweep oracle_gap`).", ""]
+    dist = oracle_distance(runs, orc)
+    optimal = int(orc["oracle_optimal"].sum()) if "oracle_optimal" in orc else 0
+    return [
+        "### O1b: headroom of every fixed-step heuristic",
+        "",
+        "Cell = the scheduler's mean response minus the oracle's best schedule, and `[minus the oracle's proven "
+        "bound]`, seconds, over the seeds both ran. The true distance from the optimum lies between the two. The "
+        f"oracle's proof closed on {optimal} of {len(orc)} episodes; `gap` = (best - bound) / best.",
+        "",
+        *_oracle_table(dist, orc),
+        "",
+    ]
+
+
+def _oracle_distance_lines(sub: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """T1c: every paper_rates scheduler against the oracle, on the seeds they share."""
+    orc = _oracle_runs(runs)
+    if orc.empty:
+        return [
+            "### T1c: distance from the clairvoyant optimum",
+            "",
+            "No oracle results: run `python -m eatbench.sweep oracle_gap` (needs `eatbench[oracle]`; about a minute "
+            "of one core per episode) and regenerate.",
+            "",
+        ]
+    dist = oracle_distance(sub, orc)
+    seeds = sorted(orc["seed"].unique())
+    return [
+        "### T1c: distance from the clairvoyant optimum",
+        "",
+        f"Every scheduler of the paper sweep on the seeds it shares with the oracle ({_seed_text(seeds)}): mean "
+        "response minus the oracle's best schedule `[minus its proven bound]`, seconds. The oracle runs a fixed 20 "
+        "steps; a scheduler that chooses fewer steps can be faster than it. Small samples: no intervals.",
+        "",
+        *_oracle_table(dist, orc),
+        "",
+    ]
+
+
+AUTHORS = ("authors_eat", "authors_dsac", "authors_sac")
+OURS_FOR_AUTHORS = {"authors_eat": "eat", "authors_dsac": "dsac", "authors_sac": "sac"}
+AUTHORS_HOWTO = (
+    "To produce it: fetch the release (github.com/zzf1955/EAT), put `adsac_policy.pth`, `dsac_policy.pth` and "
+    "`sac_policy.pth` from `EAT Simu/res_policy/2_0.05_0.05_4_10_[1, 2, 4]/` in one folder, then "
+    "`EATBENCH_EAT_RELEASE=<folder> python -m eatbench.sweep authors --jobs 2` and `eatbench report` "
+    '(README, "The authors\' policies").'
+)
+
+
+def _authors_lines(runs: pd.DataFrame) -> list[str]:
+    from eatbench.report.plots import label
+
+    present = [a for a in AUTHORS if a in set(runs["scheduler"])]
+    if not present:
+        return [
+            "**The authors' files were not found when this sweep ran**, so only our schedulers are shown. "
+            + AUTHORS_HOWTO,
+            "",
+        ]
+    lines = ["### The authors' files", ""]
+    for a in present:
+        meta = agg_mod.load_meta(runs[runs["scheduler"] == a].iloc[0]["path"])
+        prov = meta.get("scheduler_provenance", {})
+        lines.append(
+            f"- {label(a)}: `{Path(str(prov.get('checkpoint', '?'))).name}`, "
+            f"SHA-256 `{prov.get('checkpoint_sha256', '?')}` (from {prov.get('release', 'the release')}, "
+            f"`{prov.get('release_file', '?')}`)"
+        )
+    lines += ["", "### A1b: paired comparisons", ""]
+    lines += [
+        "Reduction of mean response time (every arrived task, censored) of the row's first scheduler against the "
+        "second, `100 * (1 - mean(a) / mean(b))` over shared seeds with a paired 95% bootstrap interval; "
+        "positive = the authors' policy is faster; `*` = separated at 95%.",
+        "",
+    ]
+    rates = sorted(runs["rate"].unique())
+    rows, verdicts = [], []
+    for a in present:
+        red = agg_mod.reduction_table(runs, a)
+        for base in (OURS_FOR_AUTHORS[a], "earliest_finish", "greedy", "random"):
+            grp = red[red["baseline"] == base]
+            if grp.empty:
+                continue
+            by = {r["rate"]: r for _, r in grp.iterrows()}
+            rows.append([f"{label(a)} vs {label(base)}"] + [_reduction_cell(by[r]) if r in by else "" for r in rates])
+            verdicts.append(_verdict(label(a), label(base), grp))
+    lines += markdown_table(["comparison \\ rate", *[f"{r:g}" for r in rates]], rows)
+    lines += ["", "What follows for the paper's claim (computed from the table above):", "", *verdicts, ""]
     return lines
 
 

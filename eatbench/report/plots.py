@@ -31,6 +31,10 @@ LABELS = {
     "round_robin": "RoundRobin",
     "fifo": "FIFO",
     "least_loaded": "LeastLoaded",
+    "oracle": "Oracle",
+    "authors_eat": "EAT (authors')",
+    "authors_dsac": "DSAC (authors')",
+    "authors_sac": "SAC (authors')",
 }
 LEARNED_STYLE = {"linewidth": 2.2, "linestyle": "-", "marker": "o"}
 HEURISTIC_STYLE = {"linewidth": 1.3, "linestyle": "--", "marker": "s", "markersize": 4}
@@ -51,7 +55,9 @@ def label(scheduler: str) -> str:
 
 
 def _style(scheduler: str) -> dict:
-    return LEARNED_STYLE if scheduler.startswith(("eat", "dsac", "sac")) else HEURISTIC_STYLE
+    if scheduler == "oracle":
+        return {"linewidth": 1.6, "linestyle": "-", "marker": "D", "markersize": 4, "color": "black"}
+    return LEARNED_STYLE if scheduler.startswith(("eat", "dsac", "sac", "authors_")) else HEURISTIC_STYLE
 
 
 def plot_metric_vs(
@@ -61,9 +67,13 @@ def plot_metric_vs(
     path: str | Path,
     title: str = "",
     logx: bool = False,
+    reference: pd.DataFrame | None = None,
 ) -> Path:
     """One panel per metric: mean over seeds vs ``x`` with a 95% bootstrap band, a line per
     scheduler; points where some seed left tasks unfinished are ringed in red.
+
+    :param reference: the oracle's means per ``x`` (columns ``x``, the metrics, ``oracle_bound``,
+        ``seeds``), drawn in black: its best schedule, and its proven bound for mean response.
 
     :param agg: rows of :func:`~eatbench.report.aggregate.aggregate` (one experiment).
     :param x: the x column (``rate``, ``n_servers``).
@@ -85,6 +95,12 @@ def plot_metric_vs(
                 if bad.any():
                     any_unfinished = True
                     ax.scatter(xs[bad], ys[bad], s=90, facecolors="none", edgecolors="red", linewidths=1.4, zorder=5)
+        if reference is not None and metric in reference and x in reference:
+            ref = reference.sort_values(x)
+            n = int(ref["seeds"].min()) if "seeds" in ref else 0
+            ax.plot(ref[x], ref[metric], color="black", linewidth=1.6, label=f"Oracle, best found ({n} seeds)")
+            if metric == "response_mean" and "oracle_bound" in ref:
+                ax.plot(ref[x], ref["oracle_bound"], color="black", linestyle=":", label="Oracle, proven bound")
         ax.set_xlabel(AXIS_LABELS.get(x, x))
         ax.set_ylabel(AXIS_LABELS.get(metric, metric))
         if logx:
