@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from eatbench.compose import conf_dir
-from eatbench.config import ConfigError, register_configs, to_experiment_config
+from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
 
 USAGE = """usage: eatbench <command> [key=value ...] [-m]
 
@@ -26,14 +27,52 @@ examples:
 
 #: command name -> (one-line help, task function taking the composed config)
 COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {}
+#: command name -> a check of its validated config run before Hydra starts (raises ConfigError)
+CHECKS: dict[str, Callable[[ExperimentConfig], None]] = {}
+#: how many composed variants of a sweep (-m) are checked up front at most
+MAX_PRECHECKS = 32
 
 
-def command(name: str, help: str) -> Callable:
+def command(name: str, help: str, check: Callable[[ExperimentConfig], None] | None = None) -> Callable:
+    """Register a command. ``check``: inspect the validated config (and the files it names)
+    before Hydra starts, so bad input fails with nothing written under the output root."""
+
     def add(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
         COMMANDS[name] = (help, fn)
+        if check is not None:
+            CHECKS[name] = check
         return fn
 
     return add
+
+
+def check_run_inputs(cfg: ExperimentConfig) -> None:
+    """Everything a run reads before it starts, without starting a backend: the cluster,
+    the latency profile, the quality curve, the workload (its trace and prompts), the
+    scheduler's parameters and its checkpoint file."""
+    from eatbench.cluster import Cluster
+    from eatbench.profiles import QUALITY_CURVES
+    from eatbench.runner import build_profile
+    from eatbench.schedulers import SCHEDULERS
+    from eatbench.workload import generate_tasks
+
+    cluster = Cluster.from_config(cfg.cluster)
+    profile = build_profile(cfg, cluster)
+    QUALITY_CURVES.create(cfg.quality.name, path=cfg.quality.path).table(cfg.engine.max_steps)
+    ref = max(set(cluster.kind_of), key=cluster.kind_of.count)
+    w = cfg.workload
+
+    def isolated(k: int, res: int) -> float:
+        return profile.duration([ref] * k, w.model, res, w.slo_steps, False)
+
+    generate_tasks(w, cfg.seed, isolated, max_k=len(cluster))
+    try:
+        SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"scheduler.params: {err}") from err
+    path = SCHEDULERS.get_class(cfg.scheduler.name).checkpoint_file(cfg)
+    if path and path != "auto" and not Path(path).is_file():
+        raise ConfigError(f"scheduler.checkpoint={path!r} is invalid; allowed: an existing policy file (.pt)")
 
 
 def _format_summary(summary: dict) -> str:
@@ -53,7 +92,7 @@ def _format_summary(summary: dict) -> str:
     return "\n".join(f"  {k:22s} {fmt.format(summary[k])}" for k, fmt in keys if k in summary)
 
 
-@command("run", "run one experiment (or a sweep with -m) and write its result files")
+@command("run", "run one experiment (or a sweep with -m) and write its result files", check=check_run_inputs)
 def run_command(raw: DictConfig) -> object:
     from eatbench.runner import run_dir, run_experiment
 
@@ -78,7 +117,102 @@ def _load_extra_commands() -> None:
                 raise
 
 
+def _variants(overrides: list[str]) -> list[list[str]]:
+    """Override lists to check up front: the first value of every sweep (``a=1,2``), then
+    each other value of each sweep once (at most ``MAX_PRECHECKS``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices: list[list[str]] = []
+    for text, o in zip(overrides, parsed, strict=True):
+        if o.is_sweep_override():
+            key = text.split("=", 1)[0]
+            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()] or [text])
+        else:
+            choices.append([text])
+    base = [c[0] for c in choices]
+    out = [base]
+    for i, c in enumerate(choices):
+        for v in c[1:]:
+            out.append([*base[:i], v, *base[i + 1 :]])
+    return out[:MAX_PRECHECKS]
+
+
+def precheck(name: str, args: list[str]) -> Path | None:
+    """Compose and validate the config of ``eatbench <name> args`` (each value of a sweep)
+    and run the command's check, before Hydra creates any folder. Raises ``ConfigError``.
+    Returns the output root (``None`` when the arguments are Hydra flags it leaves to Hydra)."""
+    import yaml
+
+    from eatbench.compose import compose_experiment
+
+    overrides = [a for a in args if a not in ("-m", "--multirun")]
+    if any(a.startswith("-") or "=" not in a for a in overrides):
+        return None  # --cfg, --help, --info, -cp ...: Hydra's own
+    # Hydra's own settings (launcher, sweeper, run dir) do not change the experiment
+    overrides = [a for a in overrides if not a.lstrip("+~").startswith("hydra")]
+    try:
+        variants = _variants(overrides)
+    except Exception as err:  # the override grammar's errors
+        raise ConfigError(f"bad override ({' '.join(overrides)}): {str(err).strip()}") from err
+    root = None
+    for variant in variants:
+        try:
+            cfg = compose_experiment(variant)
+        except yaml.YAMLError as err:  # a config file with a syntax error: yaml names the file and line
+            raise ConfigError(_yaml_message(err)) from err
+        root = root or Path(cfg.output.root)
+        check = CHECKS.get(name)
+        if check is not None:
+            check(cfg)
+    return root
+
+
+def _yaml_message(err: Exception) -> str:
+    """``config file <path> line L column C: ... is invalid; allowed: valid YAML``."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = " ".join(str(getattr(err, "problem", "") or err).split())
+    context = getattr(err, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    cmark = getattr(err, "context_mark", None)
+    if cmark is not None and mark is not None and cmark.line != mark.line:
+        what += f"; it began at line {cmark.line + 1} column {cmark.column + 1}"
+    if mark is None:
+        return f"a config file is invalid YAML ({what}); allowed: valid YAML"
+    return (
+        f"config file {mark.name} line {mark.line + 1} column {mark.column + 1}: YAML syntax ({what}) "
+        "is invalid; allowed: valid YAML (see https://yaml.org/spec/)"
+    )
+
+
+def _remove_new_empty_dirs(created: list[Path]) -> None:
+    """Remove the Hydra output folder of a failed job when it holds only Hydra's log, and
+    the folders in ``created`` (did not exist before this command) if they are empty."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        out = Path(HydraConfig.get().runtime.output_dir)
+        if out.is_dir() and all(p.is_file() and p.suffix == ".log" for p in out.iterdir()):
+            for p in out.iterdir():
+                p.unlink()
+            out.rmdir()
+            parent = out.parent
+            if parent.name.isdigit() or parent.name[:4].isdigit():  # a multirun's dated folder
+                if not any(parent.iterdir()):
+                    parent.rmdir()
+    except Exception:  # noqa: BLE001 - cleaning up after an error must not hide the error
+        pass
+    for d in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        try:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        except OSError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``eatbench <command> [overrides]``; returns the exit status (0 ok, 2 bad input,
+    130 interrupted)."""
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -93,22 +227,36 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _, fn = COMMANDS[name]
     register_configs()
+    try:
+        config_path = str(conf_dir())
+        root = precheck(name, rest)
+    except ConfigError as err:
+        print(f"eatbench {name}: config error: {err}", file=sys.stderr)
+        return 2
+    watch = [root, root / ".hydra", root / ".multirun"] if root is not None else []
+    created = [d for d in watch if not d.exists()]
 
     def task(raw: DictConfig) -> object:
         try:
             return fn(raw)
         except ConfigError as err:
             print(f"eatbench {name}: config error: {err}", file=sys.stderr)
+            _remove_new_empty_dirs(created)
             sys.exit(2)
+        except KeyboardInterrupt:
+            # a command that can resume has already said how; exit as a shell does on Ctrl-C
+            sys.exit(130)
 
-    try:
-        config_path = str(conf_dir())
-    except ConfigError as err:
-        print(f"eatbench: {err}", file=sys.stderr)
-        return 2
     app = hydra.main(config_path=config_path, config_name="config", version_base="1.3")(task)
+    saved_argv = sys.argv
     sys.argv = [f"eatbench-{name}", *rest]
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        print(f"eatbench {name}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sys.argv = saved_argv
     return 0
 
 

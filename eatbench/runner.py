@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import time
@@ -76,7 +77,7 @@ def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
     def isolated_latency(k: int, resolution: int) -> float:
         return profile.duration([reference_kind] * k, w.model, resolution, w.slo_steps, False)
 
-    tasks = generate_tasks(w, cfg.seed, isolated_latency)
+    tasks = generate_tasks(w, cfg.seed, isolated_latency, max_k=len(cluster))
     context = BackendContext(cluster, profile, quality, cfg.seed, str(out_dir) if out_dir else None)
     try:
         backend = BACKENDS.create(cfg.backend.name, context=context, **dict(cfg.backend.params))
@@ -163,18 +164,33 @@ def run_experiment(
     return result
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, flushed
+    to disk, then renamed over ``path``. A crash leaves the old file or the new one whole,
+    never a partial one (a stray ``.<name>.tmp-<pid>`` at worst, which nothing reads)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_run(result: RunResult, out: Path) -> None:
-    """Write ``records.csv`` then ``summary.json`` (atomically, last)."""
+    """Write ``records.csv`` then ``summary.json``, each atomically; ``summary.json`` last
+    (its presence marks a finished run whose ``records.csv`` is whole)."""
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "records.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RECORD_FIELDS, lineterminator="\n")
-        w.writeheader()
-        for r in result.records:
-            w.writerow(r.to_dict())
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=RECORD_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in result.records:
+        w.writerow(r.to_dict())
+    atomic_write_text(out / "records.csv", buf.getvalue())
     payload = {**result.meta, "summary": result.summary}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(payload, indent=1, default=str))
 
 
 def load_run(out: Path) -> RunResult:

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from eatbench.compose import compose_experiment
+from eatbench.config import ConfigError
 from eatbench.engine import Decision
 from eatbench.metrics import mean_ci95
 from eatbench.runner import run_experiment
@@ -105,4 +106,5 @@ def test_fifo_uses_the_configured_steps():
     records = run_experiment(cfg, write=False).records
     assert {r.steps for r in records} == {12}
     cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_steps=10))
-    assert {r.steps for r in run_experiment(cfg, write=False).records} == {10}
+    with pytest.raises(ConfigError, match=r"scheduler.params.steps=12 is invalid; allowed: .*\(1..10\)"):
+        run_experiment(cfg, write=False)  # refused, not silently clamped to 10
