@@ -154,18 +154,59 @@ def precheck(name: str, args: list[str]) -> Path | None:
     try:
         variants = _variants(overrides)
     except Exception as err:  # the override grammar's errors
-        raise ConfigError(f"bad override ({' '.join(overrides)}): {str(err).strip()}") from err
+        raise ConfigError(
+            f"override is invalid ({' '.join(str(err).split())}); allowed: key=value in Hydra's override grammar "
+            "(https://hydra.cc/docs/advanced/override_grammar/basic/)"
+        ) from err
     root = None
     for variant in variants:
         try:
             cfg = compose_experiment(variant)
         except yaml.YAMLError as err:  # a config file with a syntax error: yaml names the file and line
             raise ConfigError(_yaml_message(err)) from err
+        except ConfigError as err:
+            raise ConfigError(_explain_compose_error(err)) from err
         root = root or Path(cfg.output.root)
         check = CHECKS.get(name)
         if check is not None:
             check(cfg)
     return root
+
+
+_TYPE_WORDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "String": "a string"}
+
+
+def _explain_compose_error(err: ConfigError) -> str:
+    """Hydra's and OmegaConf's composition errors as one ``field=value is invalid; allowed: ...`` line."""
+    import re
+
+    cause = err.__cause__
+    msg = str(cause) if cause is not None else str(err)
+    if m := re.search(r"Could not override '([^']+)'", msg):
+        key = m.group(1)
+        parent, _, leaf = key.rpartition(".")
+        node: object = ExperimentConfig()
+        for part in [p for p in parent.split(".") if p]:
+            node = getattr(node, part, None)
+        fields = ", ".join(getattr(node, "__dataclass_fields__", {})) or "?"
+        return f"unknown config key {key!r}; allowed here: {fields} (add a key to a free-form dict with +{key}=...)"
+    if m := re.search(r"Could not find '([^']+)/([^'/]+)'", msg):
+        group, choice = m.group(1), m.group(2)
+        tail = msg.split("Available options", 1)[1] if "Available options" in msg else ""
+        options = re.findall(r"^\t([^\s=]+)$", tail.split("Config search path", 1)[0], flags=re.M)
+        return f"{group}={choice!r} is invalid; allowed: {', '.join(options) or '(no file in conf/' + group + ')'}"
+    if m := re.search(r"Error merging override ([^=\s]+)=(.*)", msg):
+        inner = cause.__cause__ if cause is not None else None
+        detail = str(inner).splitlines()[0] if inner is not None else ""
+        t = re.search(r"converted to (\w+)", detail)
+        allowed = _TYPE_WORDS.get(t.group(1), t.group(1)) if t else detail or "a value of the field's type"
+        return f"{m.group(1)}={m.group(2)!r} is invalid; allowed: {allowed}"
+    if type(cause).__name__ == "OverrideParseException":
+        return (
+            f"override is invalid ({' '.join(str(cause).split())}); allowed: key=value in Hydra's override grammar "
+            "(https://hydra.cc/docs/advanced/override_grammar/basic/)"
+        )
+    return " ".join(str(err).split())
 
 
 def _yaml_message(err: Exception) -> str:

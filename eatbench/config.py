@@ -366,7 +366,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("workload.rate", w.rate, "a rate > 0 tasks/s (or workload.initial_queue > 0): no task would arrive")
     if w.arrival == "trace" and not w.trace_path:
         _fail("workload.trace_path", w.trace_path, "a CSV path with an 'arrival' column")
-    if w.n_tasks is None and w.horizon is None:
+    if w.n_tasks is None and w.horizon is None and w.arrival != "trace":  # a trace ends with its file
         _fail("workload.n_tasks", None, "a task count, or set workload.horizon")
     if w.n_tasks is not None and w.n_tasks < 1:
         _fail("workload.n_tasks", w.n_tasks, "an integer >= 1 or null")
@@ -376,7 +376,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("workload.initial_queue", w.initial_queue, "an integer >= 0")
     memory = _physical_memory()
     bound = expected_task_bound(w)
-    if memory and bound * BYTES_PER_TASK > memory / 2:
+    if memory and w.arrival != "trace" and bound * BYTES_PER_TASK > memory / 2:  # a trace: bounded by its file
         field_name = "workload.n_tasks" if w.n_tasks is not None and bound >= w.n_tasks else "workload.horizon"
         value = w.n_tasks if field_name == "workload.n_tasks" else w.horizon
         _fail(

@@ -146,7 +146,8 @@ class LatencyProfile:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(
-                f"profile.path={str(path)!r} does not exist; give a CSV with columns {', '.join(PROFILE_COLUMNS)}"
+                f"profile.path={str(path)!r} is invalid (no such file); allowed: a CSV file with columns "
+                f"{', '.join(PROFILE_COLUMNS)}"
             )
         header, table = read_csv_rows(path, "profile CSV")
         missing = set(PROFILE_COLUMNS) - set(header)
@@ -351,7 +352,9 @@ class TableQuality(QualityCurve):
             pts.append((float(s), q))
         pts.sort()
         if not pts:
-            raise ConfigError(f"{what} has no measured quality values")
+            raise ConfigError(
+                f"{what} has no measured quality values; needs rows of steps, quality (an empty quality: not measured)"
+            )
         self.steps = [p[0] for p in pts]
         self.values = [p[1] for p in pts]
 

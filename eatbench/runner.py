@@ -81,7 +81,7 @@ def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
     context = BackendContext(cluster, profile, quality, cfg.seed, str(out_dir) if out_dir else None)
     try:
         backend = BACKENDS.create(cfg.backend.name, context=context, **dict(cfg.backend.params))
-    except TypeError as err:
+    except (TypeError, ValueError) as err:  # the registry refuses unknown parameters with ValueError
         raise ConfigError(f"backend.params: {err}") from err
     return Engine(cluster, tasks, backend, profile, quality.table(cfg.engine.max_steps), cfg.engine, w.horizon)
 

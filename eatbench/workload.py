@@ -23,10 +23,12 @@ def load_prompts(source: str = "builtin") -> list[str]:
     """The built-in prompt list (300 varied prompts), or one prompt per line of a file."""
     path = PROMPTS_FILE if source == "builtin" else Path(resolve_path(source))
     if not path.is_file():
-        raise ConfigError(f"workload.prompts={source!r}: no such file; use 'builtin' or a text file path")
+        raise ConfigError(
+            f"workload.prompts={source!r} is invalid; allowed: builtin, or a text file (one prompt a line)"
+        )
     prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not prompts:
-        raise ConfigError(f"workload.prompts={source!r} holds no prompts")
+        raise ConfigError(f"workload.prompts={source!r} is invalid (it holds no prompts); allowed: one prompt a line")
     return prompts
 
 

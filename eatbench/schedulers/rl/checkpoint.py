@@ -76,4 +76,49 @@ def load_policy(path: str | Path) -> tuple[PolicyMeta, dict]:
         meta = PolicyMeta(**{k: blob[k] for k in PolicyMeta.__dataclass_fields__})
     except KeyError as err:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks the field {err}") from err
-    return meta, blob["state_dict"]
+    _check_meta(meta, str(path))
+    state = blob.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {str(path)!r}: state_dict is invalid; allowed: a dict of tensors")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: weights {name} hold NaN or infinity; allowed: finite weights "
+                "(the training diverged: retrain, e.g. with a lower train.params.learning_rate)"
+            )
+    return meta, state
+
+
+def _check_meta(meta: PolicyMeta, source: str) -> None:
+    """Raise ``CheckpointError`` naming the first field of ``meta`` with an invalid value."""
+    import math
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    checks = {
+        "n_servers": (is_int(meta.n_servers) and meta.n_servers >= 1, "an integer >= 1"),
+        "window": (is_int(meta.window) and meta.window >= 1, "an integer >= 1"),
+        "obs_size": (is_int(meta.obs_size) and meta.obs_size >= 1, "an integer >= 1"),
+        "action_size": (is_int(meta.action_size) and meta.action_size >= 1, "an integer >= 1"),
+        "time_scale": (
+            isinstance(meta.time_scale, (int, float))
+            and not isinstance(meta.time_scale, bool)
+            and math.isfinite(meta.time_scale)
+            and meta.time_scale > 0,
+            "seconds, a finite number > 0",
+        ),
+        "k_options": (
+            isinstance(meta.k_options, list)
+            and bool(meta.k_options)
+            and all(is_int(k) and k >= 1 for k in meta.k_options),
+            "a non-empty list of integers >= 1",
+        ),
+        "layout": (meta.layout in ("paper", "extended"), "paper, extended"),
+        "spec": (isinstance(meta.spec, dict), "a dict of ArchSpec fields"),
+    }
+    for name, (ok, allowed) in checks.items():
+        if not ok:
+            raise CheckpointError(
+                f"checkpoint {source!r}: {name}={getattr(meta, name)!r} is invalid; allowed: {allowed}"
+            )
