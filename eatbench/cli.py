@@ -71,8 +71,19 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"scheduler.params: {err}") from err
     path = SCHEDULERS.get_class(cfg.scheduler.name).checkpoint_file(cfg)
-    if path and path != "auto" and not Path(path).is_file():
+    if path and not Path(path).is_file():
+        if cfg.scheduler.checkpoint == "auto":
+            shipped = sorted(p.stem for p in Path(path).parent.glob(f"{cfg.scheduler.name}-*.pt"))
+            raise ConfigError(
+                f"checkpoint=auto is invalid for cluster {cfg.cluster.name!r}: no shipped {cfg.scheduler.name} "
+                f"checkpoint for it; allowed: a cluster with one ({', '.join(shipped) or 'none'}), or "
+                f"checkpoint=<run dir>/policy.pt after `eatbench train scheduler={cfg.scheduler.name} "
+                f"cluster={cfg.cluster.name}`"
+            )
         raise ConfigError(f"scheduler.checkpoint={path!r} is invalid; allowed: an existing policy file (.pt)")
+    root = Path(cfg.output.root)
+    if cfg.output.write and root.exists() and not root.is_dir():
+        raise ConfigError(f"output.root={cfg.output.root!r} is invalid (it is a file); allowed: a folder path")
 
 
 def _format_summary(summary: dict) -> str:
@@ -184,6 +195,10 @@ def _explain_compose_error(err: ConfigError) -> str:
     msg = str(cause) if cause is not None else str(err)
     if m := re.search(r"Could not override '([^']+)'", msg):
         key = m.group(1)
+        group = conf_dir() / key
+        if group.is_dir():  # a config group that the defaults list does not select
+            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+            return f"{key}=... is invalid: {key} is a config group added with +; allowed: +{key}=<{options}>"
         parent, _, leaf = key.rpartition(".")
         node: object = ExperimentConfig()
         for part in [p for p in parent.split(".") if p]:

@@ -215,6 +215,10 @@ ARRIVALS = ("bernoulli", "poisson", "gamma", "cosine", "trace")
 DECISION_MODES = ("event", "slotted")
 WANDB_MODES = ("offline", "online", "disabled")
 TRAIN_LAYOUTS = ("paper", "extended")
+MAX_WINDOW = 4096  # visible tasks; the env allocates (window + servers + 1) x 4 floats per observation
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by SB3 in training) takes 32-bit seeds
+#: names that become folder names in result and training paths
+NAME_CHARS = "letters, digits and . _ - + = (no / or spaces, not . or ..)"
 MAX_STEPS_LIMIT = 1000  # denoising steps; the engine precomputes q(0..max_steps)
 #: Peak memory one task costs through a run (task, queue entries, record, CSV row), bytes.
 #: Measured at ~0.9-1.1 KB with tracemalloc (20000-task Poisson run); doubled for safety.
@@ -248,6 +252,12 @@ def check_finite(obj: Any, path: str = "") -> None:
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             check_finite(v, f"{path}[{i}]")
+
+
+def _is_folder_name(name: Any) -> bool:
+    import re
+
+    return isinstance(name, str) and name not in (".", "..") and re.fullmatch(r"[A-Za-z0-9._+=-]+", name) is not None
 
 
 def _is_int(value: Any) -> bool:
@@ -310,6 +320,13 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     from eatbench.schedulers import SCHEDULERS
 
     check_finite(cfg)
+    for fieldname, name in (
+        ("experiment", cfg.experiment),
+        ("cluster.name", cfg.cluster.name),
+        ("workload.name", cfg.workload.name),
+    ):
+        if not _is_folder_name(name):
+            _fail(fieldname, name, NAME_CHARS)
     c = cfg.cluster
     if not c.gpu_kinds:
         _fail("cluster.gpu_kinds", c.gpu_kinds, "at least one GPU kind")
@@ -404,8 +421,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("engine.decision_mode", e.decision_mode, ", ".join(DECISION_MODES))
     if not e.slot > 0:
         _fail("engine.slot", e.slot, "seconds > 0")
-    if e.window < 1:
-        _fail("engine.window", e.window, "an integer >= 1")
+    if not 1 <= e.window <= MAX_WINDOW:
+        _fail("engine.window", e.window, f"an integer in 1..{MAX_WINDOW}")
     if not 1 <= e.min_steps <= e.max_steps:
         _fail("engine.min_steps", e.min_steps, f"1 <= min_steps <= max_steps ({e.max_steps})")
     if e.max_steps > MAX_STEPS_LIMIT:
@@ -429,8 +446,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("quality.name", cfg.quality.name, ", ".join(QUALITY_CURVES.names()))
     if cfg.output.wandb not in WANDB_MODES:
         _fail("output.wandb", cfg.output.wandb, ", ".join(WANDB_MODES))
-    if cfg.seed < 0:
-        _fail("seed", cfg.seed, "an integer >= 0")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        _fail("seed", cfg.seed, f"an integer in 0..{MAX_SEED}")
     if not cfg.output.root:
         _fail("output.root", cfg.output.root, "a folder path")
     _validate_train(cfg.train)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -41,6 +42,11 @@ def check_train(cfg: ExperimentConfig) -> None:
             allowed = "a finite number >= 0"
         if not ok:
             raise ConfigError(f"train.params.{key}={value!r} is invalid; allowed: {allowed} (preset: {default!r})")
+    out = Path(cfg.train.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"train.out_dir={cfg.train.out_dir!r} is invalid (it is a file); allowed: a folder path")
+    if cfg.train.export and Path(cfg.train.export).is_dir():
+        raise ConfigError(f"train.export={cfg.train.export!r} is invalid (it is a folder); allowed: a file path (.pt)")
     for key in ("batch_size", "buffer_size", "train_freq"):
         if key in cfg.train.params and cfg.train.params[key] < 1:
             raise ConfigError(f"train.params.{key}={cfg.train.params[key]!r} is invalid; allowed: an integer >= 1")

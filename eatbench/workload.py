@@ -26,7 +26,14 @@ def load_prompts(source: str = "builtin") -> list[str]:
         raise ConfigError(
             f"workload.prompts={source!r} is invalid; allowed: builtin, or a text file (one prompt a line)"
         )
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"workload.prompts={source!r} is invalid (unreadable: {type(err).__name__}); allowed: builtin, or a "
+            "UTF-8 text file (one prompt a line)"
+        ) from err
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ConfigError(f"workload.prompts={source!r} is invalid (it holds no prompts); allowed: one prompt a line")
     return prompts

@@ -110,6 +110,27 @@ CASES = [
         None,
         r"scheduler.checkpoint='/no/such/policy.pt' is invalid; allowed: an existing policy file",
     ),
+    (
+        "checkpoint-auto",
+        ["run", "scheduler=eat", "cluster=hetero8"],
+        None,
+        r"checkpoint=auto is invalid for cluster 'hetero8'.*allowed: a cluster with one \(eat-paper4, eat-paper8\)",
+    ),
+    # -- names that become folders, sizes, seeds, paths ------------------------------------------
+    ("experiment-group", ["run", "experiment=paper_rates"], None, r"allowed: \+experiment=<ablations, .*paper_rates"),
+    (
+        "workload-name",
+        ["run", "workload.name=../../etc"],
+        None,
+        r"workload.name='../../etc' is invalid; allowed: letters",
+    ),
+    ("cluster-name", ["run", "cluster.name=a/b"], None, r"cluster.name='a/b' is invalid; allowed: letters"),
+    ("window-huge", ["run", "engine.window=1000000000"], None, r"engine.window=1000000000 is invalid; allowed"),
+    ("seed-huge", ["run", "seed=99999999999"], None, r"seed=99999999999 is invalid; allowed: an integer in 0.."),
+    ("prompts-binary", ["run", "workload.prompts={file}"], "\udcff", r"workload.prompts=.* is invalid \(unreadable"),
+    ("root-is-file", ["run", "output.root={file}"], "x", r"output.root=.* is invalid \(it is a file\)"),
+    ("out-dir-is-file", ["train", "scheduler=sac", "train.out_dir={file}"], "x", r"train.out_dir=.* \(it is a file\)"),
+    ("export-is-dir", ["train", "scheduler=sac", "train.export={tmp}"], None, r"train.export=.* \(it is a folder\)"),
     # -- training settings (checked by `run` too, and by `train` before it starts) ------------
     ("eval-every-0", ["train", "scheduler=sac", "train.eval_every=0"], None, r"train.eval_every=0 is invalid; allowed"),
     (
@@ -234,10 +255,12 @@ def _command(case_args: list[str], content: str | None, tmp_path: Path) -> tuple
     out = tmp_path / "out"
     file = tmp_path / "input.csv"
     if content is not None:
-        file.write_text(content)
-    args = [a.replace("{file}", str(file)) for a in case_args]
+        file.write_text(content, errors="surrogateescape")  # "\udcff": a byte that is not UTF-8
+    args = [a.replace("{file}", str(file)).replace("{tmp}", str(tmp_path)) for a in case_args]
     cmd, rest = args[0], args[1:]
-    return [cmd, *rest, f"output.root={out}", f"train.out_dir={out}/train"], out
+    keys = {a.split("=", 1)[0] for a in rest}
+    defaults = {"output.root": f"output.root={out}", "train.out_dir": f"train.out_dir={out}/train"}
+    return [cmd, *rest, *(v for k, v in defaults.items() if k not in keys)], out
 
 
 @pytest.mark.parametrize("case_args, content, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -246,8 +269,6 @@ def test_bad_input_is_refused_with_a_message_and_nothing_written(
 ):
     monkeypatch.chdir(tmp_path)  # a stray relative folder would land here
     argv, out = _command(case_args, content, tmp_path)
-    if "output.root=''" in case_args:
-        argv.remove(f"output.root={out}")
     rc = main(argv)
     captured = capsys.readouterr()
     text = captured.out + captured.err

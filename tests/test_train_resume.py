@@ -213,3 +213,36 @@ def test_cli_ctrl_c_exits_130_with_one_line_saying_how_to_resume(reference, tmp_
     )
     _set_fault(monkeypatch, lambda point, **info: None)
     _same_run(reference, train_mod.train(_cfg(tmp_path)))
+
+
+# -- result files of `eatbench run` ---------------------------------------------------------
+
+
+def test_a_run_killed_while_writing_records_leaves_no_file_taken_as_valid(tmp_path, monkeypatch):
+    """records.csv and summary.json are each written to a temporary file and renamed; a
+    kill mid-write leaves only a hidden temporary file, and the rerun redoes the run."""
+    from eatbench import runner
+
+    cfg = compose_experiment(["scheduler=fifo", "workload.n_tasks=12", f"output.root={tmp_path}"])
+    real_replace = os.replace
+
+    def killed_during(name: str):
+        def replace(src, dst):
+            if Path(dst).name == name:
+                raise Crash(f"killed while writing {name}")
+            return real_replace(src, dst)
+
+        return replace
+
+    out = runner.run_dir(cfg)
+    for name in ("records.csv", "summary.json"):
+        monkeypatch.setattr(runner.os, "replace", killed_during(name))
+        with pytest.raises(Crash):
+            runner.run_experiment(cfg)
+        assert not (out / "summary.json").exists()  # not a finished run
+        assert not any(p.name == name for p in out.iterdir())  # no partial file under its real name
+    monkeypatch.setattr(runner.os, "replace", real_replace)
+    result = runner.run_experiment(cfg)  # the rerun does the run again
+    lines = (out / "records.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(result.records) == 13
+    assert runner.load_run(out).summary == json.loads((out / "summary.json").read_text())["summary"]
