@@ -42,6 +42,11 @@ def check_train(cfg: ExperimentConfig) -> None:
             allowed = "a finite number >= 0"
         if not ok:
             raise ConfigError(f"train.params.{key}={value!r} is invalid; allowed: {allowed} (preset: {default!r})")
+    if cfg.backend.name != "sim":
+        raise ConfigError(
+            f"backend={cfg.backend.name!r} is invalid for training; allowed: sim (training steps the simulated "
+            "engine; evaluate the trained policy on real GPUs with eatbench run backend=gpu)"
+        )
     out = Path(cfg.train.out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"train.out_dir={cfg.train.out_dir!r} is invalid (it is a file); allowed: a folder path")

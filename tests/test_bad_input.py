@@ -162,6 +162,12 @@ CASES = [
     ("train-wandb", ["train", "scheduler=sac", "train.wandb=maybe"], None, r"train.wandb='maybe' is invalid"),
     ("not-learned", ["train", "scheduler=greedy"], None, r"scheduler='greedy' is not learned; allowed: eat"),
     (
+        "train-backend",
+        ["train", "scheduler=sac", "backend=gpu"],
+        None,
+        r"backend='gpu' is invalid for training; allowed: sim",
+    ),
+    (
         "preset",
         ["train", "scheduler=sac", "train.preset=fast"],
         None,

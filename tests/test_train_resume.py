@@ -246,3 +246,15 @@ def test_a_run_killed_while_writing_records_leaves_no_file_taken_as_valid(tmp_pa
     lines = (out / "records.csv").read_text().splitlines()
     assert len(lines) == 1 + len(result.records) == 13
     assert runner.load_run(out).summary == json.loads((out / "summary.json").read_text())["summary"]
+
+
+def test_resuming_with_other_settings_is_refused_but_a_longer_budget_is_not(reference, tmp_path):
+    cfg = _cfg(tmp_path, "train.total_steps=20")
+    train_mod.train(cfg)
+    with pytest.raises(
+        ConfigError, match=r"train.resume=True is invalid here: .*other settings \(train.params.batch_size: 8 -> 16\)"
+    ):
+        train_mod.train(_cfg(tmp_path, "+train.params={learning_starts: 10, batch_size: 16, buffer_size: 200}"))
+    with pytest.raises(ConfigError, match=r"workload.rate: 0.07 -> 0.05"):
+        train_mod.train(_cfg(tmp_path, "workload.rate=0.05"))
+    _same_run(reference, train_mod.train(_cfg(tmp_path)))  # 20 -> 60 steps: the same run as one of 60

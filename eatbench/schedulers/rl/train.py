@@ -212,6 +212,38 @@ def _curve_from_json(curve: list[dict]) -> list[dict]:
     return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in curve]
 
 
+#: settings that may change between an interrupted run and its resumption (they do not
+#: change what is trained); every other setting must be the same to resume
+RESUMABLE_CHANGES = (
+    "train.total_steps",
+    "train.max_minutes",
+    "train.progress",
+    "train.wandb",
+    "train.threads",
+    "train.export",
+    "train.resume",
+    "train.out_dir",
+    "output",
+    "checkpoint",
+    "scheduler.checkpoint",
+)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def _training_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The flattened config without the settings a resumption may change."""
+    flat = _flat(json.loads(json.dumps(config_to_dict(cfg), default=str)))
+    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in RESUMABLE_CHANGES)}
+
+
 def _pickle_to(obj: Any) -> Any:
     def write(path: Path) -> None:
         with path.open("wb") as f:
@@ -271,6 +303,16 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
     eval_env = make_env(cfg, train=False)
     if found is not None:
         folder, manifest = found
+        now, then = _training_settings(cfg), manifest.get("settings", {})
+        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+        if changed:
+            shown = "; ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+            raise ConfigError(
+                f"train.resume=True is invalid here: the checkpoint {str(folder)!r} was trained with other settings "
+                f"({shown}{'; ...' if len(changed) > 4 else ''}); allowed: the same settings (only "
+                f"{', '.join(RESUMABLE_CHANGES[:4])}, ... may change), train.resume=false to start over, or another "
+                "train.out_dir"
+            )
         model = _load_checkpoint(folder)
         curve, wall0 = _curve_from_json(manifest["curve"]), float(manifest["wall_s"])
         if int(model.num_timesteps) != manifest["step"]:
@@ -316,7 +358,12 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
                 "env.pkl": _pickle_to(model.get_env()),
                 "rng.pkl": _pickle_to(_rng_state(model)),
             },
-            {"wall_s": round(wall(), 3), "episodes": int(model._episode_num), "curve": _curve_to_json(curve)},
+            {
+                "wall_s": round(wall(), 3),
+                "episodes": int(model._episode_num),
+                "curve": _curve_to_json(curve),
+                "settings": _training_settings(cfg),
+            },
         )
         saved["key"] = key
 
