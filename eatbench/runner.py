@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,13 @@ def run_experiment(
     write = cfg.output.write if write is None else write
     out = run_dir(cfg) if write else None
     if out is not None and resume and cfg.output.resume and (out / "summary.json").is_file():
-        return load_run(out)
+        try:
+            return load_run(out)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # damaged by hand or by a disk: redo it
+            print(
+                f"[eatbench] {out} holds unreadable result files ({type(err).__name__}: {err}); running it again",
+                file=sys.stderr,
+            )
     engine = build_engine(cfg, out)
     sched = scheduler or make_scheduler(cfg)
     sched.reset(cfg.seed, k_options(cfg, engine.n_servers))

@@ -246,6 +246,9 @@ def test_a_run_killed_while_writing_records_leaves_no_file_taken_as_valid(tmp_pa
     lines = (out / "records.csv").read_text().splitlines()
     assert len(lines) == 1 + len(result.records) == 13
     assert runner.load_run(out).summary == json.loads((out / "summary.json").read_text())["summary"]
+    (out / "summary.json").write_text('{"summary": {"tasks_done": 1')  # damaged by hand or a disk
+    assert runner.run_experiment(cfg).summary["tasks_done"] == 12  # run again, not loaded
+    assert json.loads((out / "summary.json").read_text())["summary"]["tasks_done"] == 12
 
 
 def test_resuming_with_other_settings_is_refused_but_a_longer_budget_is_not(reference, tmp_path):
