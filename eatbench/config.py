@@ -218,7 +218,7 @@ TRAIN_LAYOUTS = ("paper", "extended")
 MAX_WINDOW = 4096  # visible tasks; the env allocates (window + servers + 1) x 4 floats per observation
 MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by SB3 in training) takes 32-bit seeds
 #: names that become folder names in result and training paths
-NAME_CHARS = "letters, digits and . _ - + = (no / or spaces, not . or ..)"
+NAME_CHARS = "a non-empty name without /, \\, spaces or control characters, not . or .."
 MAX_STEPS_LIMIT = 1000  # denoising steps; the engine precomputes q(0..max_steps)
 #: Peak memory one task costs through a run (task, queue entries, record, CSV row), bytes.
 #: Measured at ~0.9-1.1 KB with tracemalloc (20000-task Poisson run); doubled for safety.
@@ -257,7 +257,7 @@ def check_finite(obj: Any, path: str = "") -> None:
 def _is_folder_name(name: Any) -> bool:
     import re
 
-    return isinstance(name, str) and name not in (".", "..") and re.fullmatch(r"[A-Za-z0-9._+=-]+", name) is not None
+    return isinstance(name, str) and name not in (".", "..") and re.fullmatch(r"[^/\\\s\x00-\x1f]+", name) is not None
 
 
 def _is_int(value: Any) -> bool:

@@ -156,7 +156,7 @@ def test_nan_anywhere_in_the_config_names_its_field():
 
 
 def test_names_that_become_folders_cannot_leave_the_output_root():
-    with pytest.raises(ConfigError, match=r"experiment='../x' is invalid; allowed: letters, digits"):
+    with pytest.raises(ConfigError, match=r"experiment='../x' is invalid; allowed: a non-empty name without /"):
         to_experiment_config({"experiment": "../x"})
     with pytest.raises(ConfigError, match=r"cluster.name='a b' is invalid"):
         to_experiment_config({"cluster": {"name": "a b"}})
