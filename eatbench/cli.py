@@ -299,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"eatbench {name}: config error: {err}", file=sys.stderr)
             _remove_new_empty_dirs(created)
             sys.exit(2)
-        except KeyboardInterrupt:
-            # a command that can resume has already said how; exit as a shell does on Ctrl-C
-            sys.exit(130)
+        except KeyboardInterrupt as err:
+            if not getattr(err, "reported", False):  # a command that can resume has said how already
+                print(f"eatbench {name}: interrupted", file=sys.stderr)
+            sys.exit(130)  # as a shell reports Ctrl-C
 
     app = hydra.main(config_path=config_path, config_name="config", version_base="1.3")(task)
     saved_argv = sys.argv

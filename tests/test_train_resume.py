@@ -261,3 +261,28 @@ def test_resuming_with_other_settings_is_refused_but_a_longer_budget_is_not(refe
     with pytest.raises(ConfigError, match=r"workload.rate: 0.07 -> 0.05"):
         train_mod.train(_cfg(tmp_path, "workload.rate=0.05"))
     _same_run(reference, train_mod.train(_cfg(tmp_path)))  # 20 -> 60 steps: the same run as one of 60
+
+
+def test_resume_false_starts_over_and_leaves_no_old_checkpoint(tmp_path, capsys):
+    cfg = _cfg(tmp_path, "train.total_steps=20")
+    train_mod.train(_cfg(tmp_path, "train.total_steps=40"))
+    again = train_mod.train(_cfg(tmp_path, "train.total_steps=20", "train.resume=false"))
+    assert "removing the previous checkpoints" in capsys.readouterr().err
+    assert [row["step"] for row in again.curve] == [0, 20]
+    folder = tmp_path / train_mod.run_name(cfg) / train_mod.CHECKPOINT_DIR
+    assert [p.name for p in folder.iterdir()] == ["step-000000020"]
+
+
+def test_ctrl_c_during_eatbench_run_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
+    from eatbench import runner
+    from eatbench.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_experiment", interrupted)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "workload.n_tasks=5", f"output.root={tmp_path}/results"])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["eatbench run: interrupted"]

@@ -298,6 +298,9 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
             f"(model.zip without {CHECKPOINT_DIR}/), which cannot resume exactly; allowed: train.resume=false "
             "to start over, or another train.out_dir"
         )
+    if not t.resume and ckpt_root.is_dir():  # starting over: a crash before the first new checkpoint
+        print(f"[eatbench train] train.resume=false: removing the previous checkpoints in {ckpt_root}", file=sys.stderr)
+        shutil.rmtree(ckpt_root)  # must not leave the old run to be resumed
     resume_cmd = " ".join(argv or ["eatbench", "train", *sys.argv[1:]])
     run_dir.mkdir(parents=True, exist_ok=True)
     eval_env = make_env(cfg, train=False)
@@ -425,9 +428,12 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
                 f"resume with: {resume_cmd}",
                 file=sys.stderr,
             )
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
+            stop = KeyboardInterrupt()
+            stop.reported = True  # type: ignore[attr-defined]  # the CLI adds no second line
+            raise stop
+    except KeyboardInterrupt as err:
         if stopped != "interrupt":
+            err.reported = True  # type: ignore[attr-defined]
             step = saved["key"][0] if saved["key"] else 0
             print(
                 f"[eatbench train] aborted at step {model.num_timesteps}; the last complete checkpoint (step {step}) "
