@@ -316,7 +316,13 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
                 f"{', '.join(RESUMABLE_CHANGES[:4])}, ... may change), train.resume=false to start over, or another "
                 "train.out_dir"
             )
-        model = _load_checkpoint(folder)
+        try:
+            model = _load_checkpoint(folder)
+        except Exception as err:  # complete and unchanged, yet unloadable: e.g. written by other library versions
+            raise ConfigError(
+                f"training checkpoint {str(folder)!r} cannot be loaded ({type(err).__name__}: {err}); allowed: a "
+                "checkpoint written with these versions of eatbench, SB3 and torch; train.resume=false starts over"
+            ) from err
         curve, wall0 = _curve_from_json(manifest["curve"]), float(manifest["wall_s"])
         if int(model.num_timesteps) != manifest["step"]:
             raise ConfigError(
