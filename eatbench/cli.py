@@ -151,15 +151,17 @@ def _variants(overrides: list[str]) -> list[list[str]]:
 
 def precheck(name: str, args: list[str]) -> Path | None:
     """Compose and validate the config of ``eatbench <name> args`` (each value of a sweep)
-    and run the command's check, before Hydra creates any folder. Raises ``ConfigError``.
-    Returns the output root (``None`` when the arguments are Hydra flags it leaves to Hydra)."""
+    and run the command's check (commands registered with one: run, train), before Hydra
+    creates any folder. Raises ``ConfigError``. Returns the output root (``None`` when
+    nothing was checked: no check, or Hydra flags left to Hydra)."""
     import yaml
 
     from eatbench.compose import compose_experiment
 
+    check = CHECKS.get(name)
     overrides = [a for a in args if a not in ("-m", "--multirun")]
-    if any(a.startswith("-") or "=" not in a for a in overrides):
-        return None  # --cfg, --help, --info, -cp ...: Hydra's own
+    if check is None or any(a.startswith("-") or "=" not in a for a in overrides):
+        return None  # a command with its own arguments; --cfg, --help, --info, -cp ...: Hydra's own
     # Hydra's own settings (launcher, sweeper, run dir) do not change the experiment
     overrides = [a for a in overrides if not a.lstrip("+~").startswith("hydra")]
     try:
@@ -178,9 +180,7 @@ def precheck(name: str, args: list[str]) -> Path | None:
         except ConfigError as err:
             raise ConfigError(_explain_compose_error(err)) from err
         root = root or Path(cfg.output.root)
-        check = CHECKS.get(name)
-        if check is not None:
-            check(cfg)
+        check(cfg)
     return root
 
 
