@@ -70,7 +70,13 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
         SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"scheduler.params: {err}") from err
-    path = SCHEDULERS.get_class(cfg.scheduler.name).checkpoint_file(cfg)
+    cls = SCHEDULERS.get_class(cfg.scheduler.name)
+    if cfg.scheduler.checkpoint not in (None, "auto") and not hasattr(cls, "load_checkpoint"):
+        raise ConfigError(
+            f"checkpoint={cfg.scheduler.checkpoint!r} is invalid with scheduler={cfg.scheduler.name!r} (it learns "
+            "nothing); allowed: no checkpoint, or a learned scheduler (eat, dsac, sac, eat_nodiff, eat_wide)"
+        )
+    path = cls.checkpoint_file(cfg)
     if path and not Path(path).is_file():
         if cfg.scheduler.checkpoint == "auto":
             shipped = sorted(p.stem for p in Path(path).parent.glob(f"{cfg.scheduler.name}-*.pt"))

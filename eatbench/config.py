@@ -444,6 +444,13 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("profile.name", cfg.profile.name, ", ".join(PROFILES.names()))
     if cfg.quality.name not in QUALITY_CURVES:
         _fail("quality.name", cfg.quality.name, ", ".join(QUALITY_CURVES.names()))
+    # a file that would be silently ignored, or a file-based choice without its file
+    if (cfg.profile.name == "csv") != bool(cfg.profile.path):
+        _fail("profile.path", cfg.profile.path, "a profile CSV path with profile.name=csv, else null")
+    if (cfg.quality.name == "table") != bool(cfg.quality.path):
+        _fail("quality.path", cfg.quality.path, "a CSV path (steps, quality) with quality.name=table, else null")
+    if w.trace_path and w.arrival != "trace":
+        _fail("workload.trace_path", w.trace_path, f"null unless workload.arrival=trace (it is {w.arrival!r})")
     if cfg.output.wandb not in WANDB_MODES:
         _fail("output.wandb", cfg.output.wandb, ", ".join(WANDB_MODES))
     if not 0 <= cfg.seed <= MAX_SEED:

@@ -146,7 +146,7 @@ class LatencyProfile:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(
-                f"profile.path={str(path)!r} is invalid (no such file); allowed: a CSV file with columns "
+                f"profile.path={str(path)!r} is invalid (it does not exist); allowed: a CSV file with columns "
                 f"{', '.join(PROFILE_COLUMNS)}"
             )
         header, table = read_csv_rows(path, "profile CSV")

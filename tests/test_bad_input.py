@@ -116,6 +116,22 @@ CASES = [
         None,
         r"checkpoint=auto is invalid for cluster 'hetero8'.*allowed: a cluster with one \(eat-paper4, eat-paper8\)",
     ),
+    (
+        "checkpoint-heuristic",
+        ["run", "scheduler=fifo", "checkpoint=/x.pt"],
+        None,
+        r"checkpoint='/x.pt' is invalid with",
+    ),
+    ("profile-no-path", ["run", "profile=csv"], None, r"profile.path=None is invalid; allowed: a profile CSV path"),
+    ("profile-ignored", ["run", "profile.path=/x.csv"], None, r"profile.path='/x.csv' is invalid; allowed:"),
+    ("quality-no-path", ["run", "quality.name=table"], None, r"quality.path=None is invalid; allowed: a CSV path"),
+    ("quality-ignored", ["run", "quality.path=/x.csv"], None, r"quality.path='/x.csv' is invalid; allowed:"),
+    (
+        "trace-ignored",
+        ["run", "workload.trace_path=/x.csv"],
+        None,
+        r"trace_path='/x.csv' is invalid; allowed: null unless",
+    ),
     # -- names that become folders, sizes, seeds, paths ------------------------------------------
     ("experiment-group", ["run", "experiment=paper_rates"], None, r"allowed: \+experiment=<ablations, .*paper_rates"),
     (
