@@ -52,7 +52,7 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     scheduler's parameters and its checkpoint file."""
     from eatbench.cluster import Cluster
     from eatbench.profiles import QUALITY_CURVES
-    from eatbench.runner import build_profile
+    from eatbench.runner import build_profile, k_options
     from eatbench.schedulers import SCHEDULERS
     from eatbench.workload import generate_tasks
 
@@ -65,7 +65,10 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     def isolated(k: int, res: int) -> float:
         return profile.duration([ref] * k, w.model, res, w.slo_steps, False)
 
-    generate_tasks(w, cfg.seed, isolated, max_k=len(cluster))
+    tasks = generate_tasks(w, cfg.seed, isolated, max_k=len(cluster))
+    ks = k_options(cfg, len(cluster))
+    for model, res, k in {(t.model, t.resolution, t.k) for t in tasks}:  # a trace's own models and sizes
+        profile.check(cluster.kind_of, model, [res], [k] if k else ks)
     try:
         SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
     except (TypeError, ValueError) as err:

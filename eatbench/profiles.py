@@ -107,8 +107,9 @@ class LatencyProfile:
         resolutions = [r.resolution for r in rows]
         if not resolutions[0] <= res <= resolutions[-1]:
             raise ConfigError(
-                f"profile {self.name!r} covers resolutions {resolutions[0]}..{resolutions[-1]} px "
-                f"for {model} k={k} on {kind}; got {res}"
+                f"resolution={res} is invalid for profile {self.name!r}, which covers resolutions "
+                f"{resolutions[0]}..{resolutions[-1]} px for {model} k={k} on {kind}; allowed: "
+                f"{resolutions[0]}..{resolutions[-1]}"
             )
         i = bisect.bisect_left(resolutions, res)
         if resolutions[i] == res:

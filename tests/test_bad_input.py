@@ -256,6 +256,18 @@ CASES = [
     ("trace-k-big", TRACE, "arrival,k\n1.0,8\n", r"line 2: column k='8' is invalid; .*<= the cluster's 4 servers"),
     ("trace-k-odd", TRACE, "arrival,k\n1.0,3\n", r"line 2: column k='3' is invalid; allowed: a power of two"),
     ("trace-column", TRACE, "arrival,resolutoin\n1.0,512\n", r"columns \['resolutoin'\] are invalid; allowed: arrival"),
+    (
+        "trace-model",
+        TRACE,
+        "arrival,model\n1.0,sdxl\n",
+        r"profile 'paper' has no model 'sdxl' on paper_gpu; allowed: sd14",
+    ),
+    (
+        "trace-res-profile",
+        [*TRACE, "profile=h100_sd15", "cluster=h100x4", "workload.model=sd15", "workload.resolutions=[512]"],
+        "arrival,model,resolution\n1,sd15,2048\n",
+        r"resolution=2048 is invalid for profile 'h100_sd15', which covers resolutions 512..1024 px .*allowed",
+    ),
     ("trace-header", TRACE, "time\n1.0\n", r"needs an 'arrival' column"),
     ("trace-rows", TRACE, "arrival\n", r"has no rows"),
     ("trace-horizon", [*TRACE, "workload.horizon=1"], "arrival\n5.0\n", r"workload.horizon=1.0 is invalid"),
