@@ -286,3 +286,12 @@ def test_ctrl_c_during_eatbench_run_exits_130_with_one_line(tmp_path, monkeypatc
         main(["run", "workload.n_tasks=5", f"output.root={tmp_path}/results"])
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip().splitlines() == ["eatbench run: interrupted"]
+
+
+def test_a_time_limit_stops_saves_and_exports_and_a_rerun_continues_the_same_training(reference, tmp_path):
+    """A limit reached at once stops at step 0 (the first rollout boundary), still exports a
+    policy; rerunning without the limit resumes from the initial state to the same end."""
+    stopped = train_mod.train(_cfg(tmp_path, "train.max_minutes=1e-9"))
+    assert stopped.steps == 0 and stopped.policy_path.is_file()
+    assert [row["step"] for row in stopped.curve] == [0]
+    _same_run(reference, train_mod.train(_cfg(tmp_path)))

@@ -270,6 +270,10 @@ def verify_step_checkpoint(path: Path) -> dict[str, Any]:
                 problem = f"wall_s={wall!r} is invalid; allowed: seconds >= 0"
             if problem is None and not isinstance(manifest.get("curve"), list):
                 problem = "its curve is missing"
+            for key in ("episodes", "eval_index"):
+                v = manifest.get(key, 0)
+                if problem is None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+                    problem = f"{key}={v!r} is invalid; allowed: an integer >= 0"
     if problem is not None:
         raise CheckpointError(
             f"training checkpoint {str(path)!r} is inconsistent: {problem}; allowed: a complete checkpoint. "

@@ -324,6 +324,8 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
                 "checkpoint written with these versions of eatbench, SB3 and torch; train.resume=false starts over"
             ) from err
         curve, wall0 = _curve_from_json(manifest["curve"]), float(manifest["wall_s"])
+        # evaluations fall due every eval_every steps, whatever extra ones a time limit added
+        due = {"index": int(manifest.get("eval_index", int(model.num_timesteps) // t.eval_every))}
         if int(model.num_timesteps) != manifest["step"]:
             raise ConfigError(
                 f"training checkpoint {str(folder)!r} is inconsistent: model.zip is at step {model.num_timesteps}, "
@@ -341,6 +343,7 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
             **kw,
         )
         curve, wall0 = [], 0.0
+        due = {"index": 0}
     resumed = found is not None
     env = model.get_env().envs[0].unwrapped
     done_steps = int(model.num_timesteps)
@@ -371,6 +374,7 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
                 "wall_s": round(wall(), 3),
                 "episodes": int(model._episode_num),
                 "curve": _curve_to_json(curve),
+                "eval_index": due["index"],
                 "settings": _training_settings(cfg),
             },
         )
@@ -393,7 +397,8 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
 
         def _on_rollout_start(self) -> None:
             n = self.model.num_timesteps
-            if n - (curve[-1]["step"] if curve else 0) >= t.eval_every:
+            if n // t.eval_every > due["index"]:
+                due["index"] = n // t.eval_every
                 eval_and_log()
                 checkpoint()
                 self.bar.set_postfix(ret=f"{curve[-1]['eval_return']:.1f}")
@@ -451,6 +456,9 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
         if in_main:
             signal.signal(signal.SIGINT, previous)
     if not curve or curve[-1]["step"] != model.num_timesteps:
+        # the budget ended here: this evaluation is the one a longer run makes at its next rollout
+        # boundary, on the same state; a resumption with a larger budget must not repeat it
+        due["index"] = max(due["index"], int(model.num_timesteps) // t.eval_every)
         eval_and_log()
     checkpoint()
     logger.close()
