@@ -185,14 +185,21 @@ class LatencyProfile:
         return cls(rows, name or path.stem)
 
     def to_csv(self, path: str | Path, comment: str = "") -> None:
+        """Write the table (``comment`` lines first, as ``# ...``), atomically."""
+        import io
+        import os
+
         path = Path(path)
-        with path.open("w", newline="") as f:
-            for line in comment.splitlines():
-                f.write(f"# {line}\n")
-            w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS, lineterminator="\n")
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()})
+        f = io.StringIO()
+        for line in comment.splitlines():
+            f.write(f"# {line}\n")
+        w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()})
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(f.getvalue())
+        os.replace(tmp, path)  # a crash leaves the old file or the new one, never a partial one
 
 
 # -- built-in profiles ------------------------------------------------------------------
