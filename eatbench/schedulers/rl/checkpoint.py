@@ -268,7 +268,7 @@ def verify_step_checkpoint(path: Path) -> dict[str, Any]:
             wall = manifest.get("wall_s")
             if problem is None and not (isinstance(wall, (int, float)) and math.isfinite(wall) and wall >= 0):
                 problem = f"wall_s={wall!r} is invalid; allowed: seconds >= 0"
-            if problem is None and not isinstance(manifest.get("curve"), list):
+            if problem is None and not isinstance(manifest.get("eval_curve"), list):
                 problem = "its curve is missing"
             for key in ("episodes", "eval_index"):
                 v = manifest.get(key, 0)

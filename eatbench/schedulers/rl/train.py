@@ -323,7 +323,7 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
                 f"training checkpoint {str(folder)!r} cannot be loaded ({type(err).__name__}: {err}); allowed: a "
                 "checkpoint written with these versions of eatbench, SB3 and torch; train.resume=false starts over"
             ) from err
-        curve, wall0 = _curve_from_json(manifest["curve"]), float(manifest["wall_s"])
+        curve, wall0 = _curve_from_json(manifest["eval_curve"]), float(manifest["wall_s"])
         # evaluations fall due every eval_every steps, whatever extra ones a time limit added
         due = {"index": int(manifest.get("eval_index", int(model.num_timesteps) // t.eval_every))}
         if int(model.num_timesteps) != manifest["step"]:
@@ -373,7 +373,7 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
             {
                 "wall_s": round(wall(), 3),
                 "episodes": int(model._episode_num),
-                "curve": _curve_to_json(curve),
+                "eval_curve": _curve_to_json(curve),  # not "curve": reports collect files with a curve
                 "eval_index": due["index"],
                 "settings": _training_settings(cfg),
             },
