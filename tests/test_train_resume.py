@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -208,9 +209,9 @@ def test_cli_ctrl_c_exits_130_with_one_line_saying_how_to_resume(reference, tmp_
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("[eatbench train] interrupted at step 46; checkpoint saved; ")
-    assert lines[0].endswith(
-        f"resume with: eatbench train {' '.join(ARGS)} train.out_dir={tmp_path} output.root={tmp_path}/results"
-    )
+    command = ["eatbench", "train", *ARGS, f"train.out_dir={tmp_path}", f"output.root={tmp_path}/results"]
+    assert lines[0].endswith(f"resume with: {shlex.join(command)}")  # quoted: pastes into a shell as is
+    assert shlex.split(lines[0].split("resume with: ", 1)[1]) == command
     _set_fault(monkeypatch, lambda point, **info: None)
     _same_run(reference, train_mod.train(_cfg(tmp_path)))
 

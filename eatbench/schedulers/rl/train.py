@@ -31,6 +31,7 @@ import io
 import json
 import pickle
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -301,7 +302,7 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
     if not t.resume and ckpt_root.is_dir():  # starting over: a crash before the first new checkpoint
         print(f"[eatbench train] train.resume=false: removing the previous checkpoints in {ckpt_root}", file=sys.stderr)
         shutil.rmtree(ckpt_root)  # must not leave the old run to be resumed
-    resume_cmd = " ".join(argv or ["eatbench", "train", *sys.argv[1:]])
+    resume_cmd = shlex.join(argv or ["eatbench", "train", *sys.argv[1:]])  # quoted for a shell
     run_dir.mkdir(parents=True, exist_ok=True)
     eval_env = make_env(cfg, train=False)
     if found is not None:
