@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from eatbench.compose import conf_dir
-from eatbench.config import ConfigError, register_configs, to_experiment_config
+from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
 
 USAGE = """usage: eatbench <command> [key=value ...] [-m]
 
@@ -36,23 +37,35 @@ COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {}
 FLAGS: dict[str, dict[str, bool]] = {}
 #: the flags of the running command (``--wandb-report-json PATH`` -> ``{"wandb_report_json": "PATH"}``)
 OPTIONS: dict[str, object] = {}
-
-
 #: commands that run a grid themselves and take sweep overrides (``scheduler=a,b``) without ``-m``
 TAKES_SWEEPS: set[str] = set()
+#: command name -> a check of its validated config run before Hydra starts (raises ConfigError)
+CHECKS: dict[str, Callable[[ExperimentConfig], None]] = {}
+#: how many composed variants of a sweep (-m) are checked up front at most
+MAX_PRECHECKS = 32
 
 
-def command(name: str, help: str, flags: dict[str, bool] | None = None, takes_sweeps: bool = False) -> Callable:
+def command(
+    name: str,
+    help: str,
+    flags: dict[str, bool] | None = None,
+    takes_sweeps: bool = False,
+    check: Callable[[ExperimentConfig], None] | None = None,
+) -> Callable:
     """Register ``fn`` as ``eatbench <name>``; ``flags`` are its own ``--flag`` options
     (``True``: takes a value), read by the task from :data:`OPTIONS`. With ``takes_sweeps``,
     sweep overrides (``scheduler=a,b``) are kept from Hydra (which refuses them without
-    ``-m``) and given to the task as ``OPTIONS["sweeps"]``."""
+    ``-m``) and given to the task as ``OPTIONS["sweeps"]``. ``check``: inspect the validated
+    config (and the files it names) before Hydra starts, so bad input fails with nothing
+    written under the output root."""
 
     def add(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
         COMMANDS[name] = (help, fn)
         FLAGS[name] = dict(flags or {})
         if takes_sweeps:
             TAKES_SWEEPS.add(name)
+        if check is not None:
+            CHECKS[name] = check
         return fn
 
     return add
@@ -141,6 +154,55 @@ def _shell_completion(name: str, rest: list[str]) -> list[str] | None:
     return rest
 
 
+def check_run_inputs(cfg: ExperimentConfig) -> None:
+    """Everything a run reads before it starts, without starting a backend: the cluster,
+    the latency profile, the quality curve, the workload (its trace and prompts), the
+    scheduler's parameters and its checkpoint file."""
+    from eatbench.cluster import Cluster
+    from eatbench.profiles import QUALITY_CURVES
+    from eatbench.runner import build_profile, k_options, slo_reference_kind
+    from eatbench.schedulers import SCHEDULERS
+    from eatbench.workload import generate_tasks
+
+    cluster = Cluster.from_config(cfg.cluster)
+    profile = build_profile(cfg, cluster)
+    QUALITY_CURVES.create(cfg.quality.name, path=cfg.quality.path).table(cfg.engine.max_steps)
+    ref = slo_reference_kind(cluster.kind_of)
+    w = cfg.workload
+
+    def isolated(k: int, res: int) -> float:
+        return profile.duration([ref] * k, w.model, res, w.slo_steps, False)
+
+    tasks = generate_tasks(w, cfg.seed, isolated, max_k=len(cluster))
+    ks = k_options(cfg, len(cluster))
+    for model, res, k in {(t.model, t.resolution, t.k) for t in tasks}:  # a trace's own models and sizes
+        profile.check(cluster.kind_of, model, [res], [k] if k else ks)
+    try:
+        SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"scheduler.params: {err}") from err
+    cls = SCHEDULERS.get_class(cfg.scheduler.name)
+    if cfg.scheduler.checkpoint not in (None, "auto") and not hasattr(cls, "load_checkpoint"):
+        raise ConfigError(
+            f"checkpoint={cfg.scheduler.checkpoint!r} is invalid with scheduler={cfg.scheduler.name!r} (it learns "
+            "nothing); allowed: no checkpoint, or a learned scheduler (eat, dsac, sac, eat_nodiff, eat_wide)"
+        )
+    path = cls.checkpoint_file(cfg)
+    if path and not Path(path).is_file():
+        if cfg.scheduler.checkpoint == "auto":
+            shipped = sorted(p.stem for p in Path(path).parent.glob(f"{cfg.scheduler.name}-*.pt"))
+            raise ConfigError(
+                f"checkpoint=auto is invalid for cluster {cfg.cluster.name!r}: no shipped {cfg.scheduler.name} "
+                f"checkpoint for it; allowed: a cluster with one ({', '.join(shipped) or 'none'}), or "
+                f"checkpoint=<run dir>/policy.pt after `eatbench train scheduler={cfg.scheduler.name} "
+                f"cluster={cfg.cluster.name}`"
+            )
+        raise ConfigError(f"scheduler.checkpoint={path!r} is invalid; allowed: an existing policy file (.pt)")
+    root = Path(cfg.output.root)
+    if cfg.output.write and root.exists() and not root.is_dir():
+        raise ConfigError(f"output.root={cfg.output.root!r} is invalid (it is a file); allowed: a folder path")
+
+
 def _format_summary(summary: dict) -> str:
     keys = [
         ("tasks_done", "{:.0f}"),
@@ -160,7 +222,7 @@ def _format_summary(summary: dict) -> str:
     return "\n".join(f"  {k:22s} {fmt.format(summary[k])}" for k, fmt in keys if k in summary)
 
 
-@command("run", "run one experiment (or a sweep with -m) and write its result files")
+@command("run", "run one experiment (or a sweep with -m) and write its result files", check=check_run_inputs)
 def run_command(raw: DictConfig) -> object:
     from eatbench.runner import run_dir, run_experiment
 
@@ -187,7 +249,147 @@ def _load_extra_commands() -> None:
                 raise
 
 
+def _variants(overrides: list[str]) -> list[list[str]]:
+    """Override lists to check up front: the first value of every sweep (``a=1,2``), then
+    each other value of each sweep once (at most ``MAX_PRECHECKS``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices: list[list[str]] = []
+    for text, o in zip(overrides, parsed, strict=True):
+        if o.is_sweep_override():
+            key = text.split("=", 1)[0]
+            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()] or [text])
+        else:
+            choices.append([text])
+    base = [c[0] for c in choices]
+    out = [base]
+    for i, c in enumerate(choices):
+        for v in c[1:]:
+            out.append([*base[:i], v, *base[i + 1 :]])
+    return out[:MAX_PRECHECKS]
+
+
+def precheck(name: str, args: list[str]) -> Path | None:
+    """Compose and validate the config of ``eatbench <name> args`` (each value of a sweep)
+    and run the command's check (commands registered with one: run, train), before Hydra
+    creates any folder. Raises ``ConfigError``. Returns the output root (``None`` when
+    nothing was checked: no check, or Hydra flags left to Hydra)."""
+    import yaml
+
+    from eatbench.compose import compose_experiment
+
+    check = CHECKS.get(name)
+    overrides = [a for a in args if a not in ("-m", "--multirun")]
+    if check is None or any(a.startswith("-") or "=" not in a for a in overrides):
+        return None  # a command with its own arguments; --cfg, --help, --info, -cp ...: Hydra's own
+    # Hydra's own settings (launcher, sweeper, run dir) do not change the experiment
+    overrides = [a for a in overrides if not a.lstrip("+~").startswith("hydra")]
+    try:
+        variants = _variants(overrides)
+    except Exception as err:  # the override grammar's errors
+        raise ConfigError(
+            f"override is invalid ({' '.join(str(err).split())}); allowed: key=value in Hydra's override grammar "
+            "(https://hydra.cc/docs/advanced/override_grammar/basic/)"
+        ) from err
+    root = None
+    for variant in variants:
+        try:
+            cfg = compose_experiment(variant)
+        except yaml.YAMLError as err:  # a config file with a syntax error: yaml names the file and line
+            raise ConfigError(_yaml_message(err)) from err
+        except ConfigError as err:
+            raise ConfigError(_explain_compose_error(err)) from err
+        root = root or Path(cfg.output.root)
+        check(cfg)
+    return root
+
+
+_TYPE_WORDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "String": "a string"}
+
+
+def _explain_compose_error(err: ConfigError) -> str:
+    """Hydra's and OmegaConf's composition errors as one ``field=value is invalid; allowed: ...`` line."""
+    import re
+
+    cause = err.__cause__
+    msg = str(cause) if cause is not None else str(err)
+    if m := re.search(r"Could not override '([^']+)'", msg):
+        key = m.group(1)
+        group = conf_dir() / key
+        if group.is_dir():  # a config group that the defaults list does not select
+            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+            return f"{key}=... is invalid: {key} is a config group added with +; allowed: +{key}=<{options}>"
+        parent, _, leaf = key.rpartition(".")
+        node: object = ExperimentConfig()
+        for part in [p for p in parent.split(".") if p]:
+            node = getattr(node, part, None)
+        fields = ", ".join(getattr(node, "__dataclass_fields__", {})) or "?"
+        return f"unknown config key {key!r}; allowed here: {fields} (add a key to a free-form dict with +{key}=...)"
+    if m := re.search(r"Could not find '([^']+)/([^'/]+)'", msg):
+        group, choice = m.group(1), m.group(2)
+        tail = msg.split("Available options", 1)[1] if "Available options" in msg else ""
+        options = re.findall(r"^\t([^\s=]+)$", tail.split("Config search path", 1)[0], flags=re.M)
+        return f"{group}={choice!r} is invalid; allowed: {', '.join(options) or '(no file in conf/' + group + ')'}"
+    if m := re.search(r"Error merging override ([^=\s]+)=(.*)", msg):
+        inner = cause.__cause__ if cause is not None else None
+        detail = str(inner).splitlines()[0] if inner is not None else ""
+        t = re.search(r"converted to (\w+)", detail)
+        allowed = _TYPE_WORDS.get(t.group(1), t.group(1)) if t else detail or "a value of the field's type"
+        return f"{m.group(1)}={m.group(2)!r} is invalid; allowed: {allowed}"
+    if type(cause).__name__ == "OverrideParseException":
+        return (
+            f"override is invalid ({' '.join(str(cause).split())}); allowed: key=value in Hydra's override grammar "
+            "(https://hydra.cc/docs/advanced/override_grammar/basic/)"
+        )
+    return " ".join(str(err).split())
+
+
+def _yaml_message(err: Exception) -> str:
+    """``config file <path> line L column C: ... is invalid; allowed: valid YAML``."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = " ".join(str(getattr(err, "problem", "") or err).split())
+    context = getattr(err, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    cmark = getattr(err, "context_mark", None)
+    if cmark is not None and mark is not None and cmark.line != mark.line:
+        what += f"; it began at line {cmark.line + 1} column {cmark.column + 1}"
+    if mark is None:
+        return f"a config file is invalid YAML ({what}); allowed: valid YAML"
+    return (
+        f"config file {mark.name} line {mark.line + 1} column {mark.column + 1}: YAML syntax ({what}) "
+        "is invalid; allowed: valid YAML (see https://yaml.org/spec/)"
+    )
+
+
+def _remove_new_empty_dirs(created: list[Path]) -> None:
+    """Remove the Hydra output folder of a failed job when it holds only Hydra's log, and
+    the folders in ``created`` (did not exist before this command) if they are empty."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        out = Path(HydraConfig.get().runtime.output_dir)
+        if out.is_dir() and all(p.is_file() and p.suffix == ".log" for p in out.iterdir()):
+            for p in out.iterdir():
+                p.unlink()
+            out.rmdir()
+            parent = out.parent
+            if parent.name.isdigit() or parent.name[:4].isdigit():  # a multirun's dated folder
+                if not any(parent.iterdir()):
+                    parent.rmdir()
+    except Exception:  # noqa: BLE001 - cleaning up after an error must not hide the error
+        pass
+    for d in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        try:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        except OSError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``eatbench <command> [overrides]``; returns the exit status (0 ok, 2 bad input,
+    130 interrupted)."""
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -210,22 +412,37 @@ def main(argv: list[str] | None = None) -> int:
     if rest is None:
         return 0
     register_configs()
+    try:
+        config_path = str(conf_dir())
+        root = precheck(name, rest)
+    except ConfigError as err:
+        print(f"eatbench {name}: config error: {err}", file=sys.stderr)
+        return 2
+    watch = [root, root / ".hydra", root / ".multirun"] if root is not None else []
+    created = [d for d in watch if not d.exists()]
 
     def task(raw: DictConfig) -> object:
         try:
             return fn(raw)
         except ConfigError as err:
             print(f"eatbench {name}: config error: {err}", file=sys.stderr)
+            _remove_new_empty_dirs(created)
             sys.exit(2)
+        except KeyboardInterrupt as err:
+            if not getattr(err, "reported", False):  # a command that can resume has said how already
+                print(f"eatbench {name}: interrupted", file=sys.stderr)
+            sys.exit(130)  # as a shell reports Ctrl-C
 
-    try:
-        config_path = str(conf_dir())
-    except ConfigError as err:
-        print(f"eatbench: {err}", file=sys.stderr)
-        return 2
     app = hydra.main(config_path=config_path, config_name="config", version_base="1.3")(task)
+    saved_argv = sys.argv
     sys.argv = [f"eatbench-{name}", *rest]
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        print(f"eatbench {name}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sys.argv = saved_argv
     return 0
 
 

@@ -215,6 +215,67 @@ class ExperimentConfig:
 ARRIVALS = ("bernoulli", "poisson", "gamma", "cosine", "trace")
 DECISION_MODES = ("event", "slotted", "release")
 WANDB_MODES = ("offline", "online", "disabled")
+TRAIN_LAYOUTS = ("paper", "extended")
+MAX_WINDOW = 4096  # visible tasks; the env allocates (window + servers + 1) x 4 floats per observation
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by SB3 in training) takes 32-bit seeds
+#: names that become folder names in result and training paths
+NAME_CHARS = "a non-empty name without /, \\, spaces or control characters, not . or .."
+MAX_STEPS_LIMIT = 1000  # denoising steps; the engine precomputes q(0..max_steps)
+#: Peak memory one task costs through a run (task, queue entries, record, CSV row), bytes.
+#: Measured at ~0.9-1.1 KB with tracemalloc (20000-task Poisson run); doubled for safety.
+BYTES_PER_TASK = 2048
+
+
+def _physical_memory() -> int:
+    """Bytes of physical memory on this machine (0 if unknown)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_finite(obj: Any, path: str = "") -> None:
+    """Raise ``ConfigError`` naming the first NaN or infinite number in ``obj`` (a config
+    dataclass, dict or list, walked recursively); ``path`` prefixes the field names."""
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            _fail(path or "value", obj, "a finite number (no nan or inf)")
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            check_finite(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            check_finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_finite(v, f"{path}[{i}]")
+
+
+def _is_folder_name(name: Any) -> bool:
+    import re
+
+    return isinstance(name, str) and name not in (".", "..") and re.fullmatch(r"[^/\\\s\x00-\x1f]+", name) is not None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def expected_task_bound(w: WorkloadConfig) -> float:
+    """An upper bound (mean plus a wide margin) of the tasks one episode of ``w`` creates;
+    ``inf`` when it is unbounded (a trace: bounded by its file instead)."""
+    if w.arrival == "trace":
+        return math.inf if w.n_tasks is None else float(w.n_tasks)
+    limit_n = math.inf if w.n_tasks is None else float(w.n_tasks)
+    if w.horizon is None:
+        return limit_n
+    peak = w.rate_high if w.arrival == "cosine" else w.rate
+    mean = peak * w.horizon
+    return min(limit_n, w.initial_queue + mean + 10 * math.sqrt(mean) + 100)
 
 
 def register_configs() -> None:
@@ -259,6 +320,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     from eatbench.profiles import PROFILES, QUALITY_CURVES
     from eatbench.schedulers import SCHEDULERS
 
+    check_finite(cfg)
+    for fieldname, name in (
+        ("experiment", cfg.experiment),
+        ("cluster.name", cfg.cluster.name),
+        ("workload.name", cfg.workload.name),
+    ):
+        if not _is_folder_name(name):
+            _fail(fieldname, name, NAME_CHARS)
     c = cfg.cluster
     if not c.gpu_kinds:
         _fail("cluster.gpu_kinds", c.gpu_kinds, "at least one GPU kind")
@@ -267,6 +336,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             _fail(f"cluster.gpu_kinds.{name}.speed", kind.speed, "a number > 0")
         if kind.relative_to is not None and kind.relative_to not in c.gpu_kinds:
             _fail(f"cluster.gpu_kinds.{name}.relative_to", kind.relative_to, ", ".join(c.gpu_kinds))
+        if not kind.memory_gib > 0:
+            _fail(f"cluster.gpu_kinds.{name}.memory_gib", kind.memory_gib, "GiB > 0")
     if c.servers and c.size:
         _fail(
             "cluster.size", c.size, "0 when cluster.servers is listed (give servers, or size with mix and servers: [])"
@@ -301,9 +372,19 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             _fail("workload.rate_low", w.rate_low, f"0 <= rate_low <= rate_high ({w.rate_high})")
         if not w.period_length > 0:
             _fail("workload.period_length", w.period_length, "seconds > 0")
+        if not w.periods >= 0:
+            _fail("workload.periods", w.periods, "a number of periods >= 0")
+        if w.rate_high == 0 and w.initial_queue == 0:
+            _fail(
+                "workload.rate_high",
+                w.rate_high,
+                "a rate > 0 tasks/s (or workload.initial_queue > 0): no task would arrive",
+            )
+    elif w.arrival != "trace" and w.rate == 0 and w.initial_queue == 0:
+        _fail("workload.rate", w.rate, "a rate > 0 tasks/s (or workload.initial_queue > 0): no task would arrive")
     if w.arrival == "trace" and not w.trace_path:
         _fail("workload.trace_path", w.trace_path, "a CSV path with an 'arrival' column")
-    if w.n_tasks is None and w.horizon is None:
+    if w.n_tasks is None and w.horizon is None and w.arrival != "trace":  # a trace ends with its file
         _fail("workload.n_tasks", None, "a task count, or set workload.horizon")
     if w.n_tasks is not None and w.n_tasks < 1:
         _fail("workload.n_tasks", w.n_tasks, "an integer >= 1 or null")
@@ -311,6 +392,18 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("workload.horizon", w.horizon, "seconds > 0 or null")
     if w.initial_queue < 0:
         _fail("workload.initial_queue", w.initial_queue, "an integer >= 0")
+    memory = _physical_memory()
+    bound = expected_task_bound(w)
+    if memory and w.arrival != "trace" and bound * BYTES_PER_TASK > memory / 2:  # a trace: bounded by its file
+        field_name = "workload.n_tasks" if w.n_tasks is not None and bound >= w.n_tasks else "workload.horizon"
+        value = w.n_tasks if field_name == "workload.n_tasks" else w.horizon
+        _fail(
+            field_name,
+            value,
+            f"at most ~{memory // 2 // BYTES_PER_TASK} tasks per run on this machine (this run would create up to "
+            f"{bound:.3g} tasks and need ~{bound * BYTES_PER_TASK / 2**30:.3g} GiB; the machine has "
+            f"{memory / 2**30:.3g} GiB)",
+        )
     if not w.resolutions or any(r <= 0 or r % 8 for r in w.resolutions):
         _fail("workload.resolutions", w.resolutions, "positive pixel sizes divisible by 8")
     if w.k_choices is not None:
@@ -329,12 +422,20 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("engine.decision_mode", e.decision_mode, ", ".join(DECISION_MODES))
     if not e.slot > 0:
         _fail("engine.slot", e.slot, "seconds > 0")
-    if e.window < 1:
-        _fail("engine.window", e.window, "an integer >= 1")
+    if not 1 <= e.window <= MAX_WINDOW:
+        _fail("engine.window", e.window, f"an integer in 1..{MAX_WINDOW}")
     if not 1 <= e.min_steps <= e.max_steps:
         _fail("engine.min_steps", e.min_steps, f"1 <= min_steps <= max_steps ({e.max_steps})")
+    if e.max_steps > MAX_STEPS_LIMIT:
+        _fail("engine.max_steps", e.max_steps, f"min_steps..{MAX_STEPS_LIMIT}")
+    for name in ("w_t", "w_tt", "w_q"):
+        if getattr(e.reward, name) < 0:
+            _fail(f"engine.reward.{name}", getattr(e.reward, name), "a weight >= 0")
+    if not e.reward.cap > 0:
+        _fail("engine.reward.cap", e.reward.cap, "a reward cap > 0")
     if w.slo_steps < 1:
         _fail("workload.slo_steps", w.slo_steps, "an integer >= 1")
+    _validate_scheduler_params(cfg)
 
     if cfg.scheduler.name not in SCHEDULERS:
         _fail("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
@@ -350,11 +451,67 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("profile.name", cfg.profile.name, ", ".join(PROFILES.names()))
     if cfg.quality.name not in QUALITY_CURVES:
         _fail("quality.name", cfg.quality.name, ", ".join(QUALITY_CURVES.names()))
+    # a file that would be silently ignored, or a file-based choice without its file
+    if (cfg.profile.name == "csv") != bool(cfg.profile.path):
+        _fail("profile.path", cfg.profile.path, "a profile CSV path with profile.name=csv, else null")
+    if (cfg.quality.name == "table") != bool(cfg.quality.path):
+        _fail("quality.path", cfg.quality.path, "a CSV path (steps, quality) with quality.name=table, else null")
+    if w.trace_path and w.arrival != "trace":
+        _fail("workload.trace_path", w.trace_path, f"null unless workload.arrival=trace (it is {w.arrival!r})")
     if cfg.output.wandb not in WANDB_MODES:
         _fail("output.wandb", cfg.output.wandb, ", ".join(WANDB_MODES))
-    if cfg.seed < 0:
-        _fail("seed", cfg.seed, "an integer >= 0")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        _fail("seed", cfg.seed, f"an integer in 0..{MAX_SEED}")
+    if not cfg.output.root:
+        _fail("output.root", cfg.output.root, "a folder path")
+    _validate_train(cfg.train)
     return cfg
+
+
+def _validate_scheduler_params(cfg: ExperimentConfig) -> None:
+    """Step counts given to a scheduler must be integers the engine allows (no silent clamp)."""
+    e, params = cfg.engine, cfg.scheduler.params
+    allowed = f"an integer in engine.min_steps..engine.max_steps ({e.min_steps}..{e.max_steps})"
+    if "steps" in params:
+        steps = params["steps"]
+        if not (_is_int(steps) and e.min_steps <= steps <= e.max_steps):
+            _fail("scheduler.params.steps", steps, allowed)
+    if params.get("step_grid") is not None:
+        grid = params["step_grid"]
+        if not isinstance(grid, (list, tuple)) or not grid:
+            _fail("scheduler.params.step_grid", grid, f"a non-empty list of step counts, each {allowed}")
+        for i, s in enumerate(grid):
+            if not (_is_int(s) and e.min_steps <= s <= e.max_steps):
+                _fail(f"scheduler.params.step_grid[{i}]", s, allowed)
+
+
+def _validate_train(t: TrainConfig) -> None:
+    """Training settings (used by ``eatbench train``; checked for every run all the same)."""
+    if t.layout not in TRAIN_LAYOUTS:
+        _fail("train.layout", t.layout, ", ".join(TRAIN_LAYOUTS))
+    if t.wandb not in WANDB_MODES:
+        _fail("train.wandb", t.wandb, ", ".join(WANDB_MODES))
+    if t.total_steps < 1:
+        _fail("train.total_steps", t.total_steps, "env steps >= 1")
+    if t.eval_every < 1:
+        _fail("train.eval_every", t.eval_every, "env steps >= 1")
+    if t.eval_episodes < 1:
+        _fail("train.eval_episodes", t.eval_episodes, "episodes >= 1")
+    if not t.time_scale > 0:
+        _fail("train.time_scale", t.time_scale, "seconds > 0")
+    if t.threads < 0:
+        _fail("train.threads", t.threads, "an integer >= 0 (0: torch's default)")
+    if not t.max_minutes >= 0:
+        _fail("train.max_minutes", t.max_minutes, "minutes >= 0 (0: no limit)")
+    if (t.rate_low is None) != (t.rate_high is None):
+        _fail("train.rate_low", t.rate_low, f"null together with train.rate_high ({t.rate_high}), or both rates")
+    if t.rate_low is not None and t.rate_high is not None:
+        if not 0 <= t.rate_low <= t.rate_high:
+            _fail("train.rate_low", t.rate_low, f"0 <= rate_low <= rate_high ({t.rate_high}) tasks/s")
+        if not t.rate_high > 0:
+            _fail("train.rate_high", t.rate_high, "a rate > 0 tasks/s")
+    if not t.out_dir:
+        _fail("train.out_dir", t.out_dir, "a folder path")
 
 
 def to_experiment_config(cfg: DictConfig | ExperimentConfig | dict) -> ExperimentConfig:
@@ -416,3 +573,71 @@ def resolve_path(path: str) -> str:
         return str(p)
     alt = Path(__file__).resolve().parent.parent / p
     return str(alt) if alt.exists() else str(p)
+
+
+# -- CSV input files (profiles, quality curves, traces) -------------------------------------
+
+
+def read_csv_rows(path: str | Any, what: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and the rows of a CSV input file, each row with its line number (1-based,
+    as an editor shows it); lines starting with ``#`` are comments.
+
+    Raises ``ConfigError`` naming the file (``what`` says which input it is) and the line
+    for an unreadable file, a missing header, or a row with more or fewer cells than the
+    header.
+    """
+    import csv
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{what} {str(p)!r} is unreadable ({type(err).__name__}: {err})") from err
+    numbered = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip() and not line.startswith("#")]
+    if not numbered:
+        raise ConfigError(f"{what} {str(p)!r} is empty; it needs a header line and rows")
+    try:
+        table = list(csv.reader([line for _, line in numbered]))
+    except csv.Error as err:
+        raise ConfigError(f"{what} {str(p)!r} is not valid CSV ({err})") from err
+    header = [h.strip() for h in table[0]]
+    rows = []
+    for (line_no, _), cells in zip(numbered[1:], table[1:], strict=True):
+        if len(cells) != len(header):
+            raise ConfigError(
+                f"{what} {str(p)!r} line {line_no} has {len(cells)} cells; allowed: {len(header)} "
+                f"(the header's columns {', '.join(header)})"
+            )
+        rows.append((line_no, {h: c.strip() for h, c in zip(header, cells, strict=True)}))
+    return header, rows
+
+
+def csv_number(
+    text: str,
+    *,
+    file: Any,
+    line: int,
+    column: str,
+    integer: bool = False,
+    low: float | None = None,
+    low_open: bool = False,
+    allowed: str = "",
+) -> float:
+    """Parse one numeric CSV cell; raise ``ConfigError`` naming the file, line and column
+    for a non-number, NaN, infinity, a non-integer (``integer``) or a value below ``low``
+    (``low_open``: strictly above it). ``allowed`` describes the valid values."""
+    desc = allowed or ("an integer" if integer else "a finite number")
+
+    def bad() -> None:
+        raise ConfigError(f"{file} line {line}: column {column}={text!r} is invalid; allowed: {desc}")
+
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        bad()
+    if not math.isfinite(value) or (integer and value != int(value)):
+        bad()
+    if low is not None and (value <= low if low_open else value < low):
+        bad()
+    return int(value) if integer else value

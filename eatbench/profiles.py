@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eatbench.config import ConfigError
+from eatbench.config import ConfigError, csv_number, read_csv_rows
 from eatbench.registry import Registry
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -107,8 +107,9 @@ class LatencyProfile:
         resolutions = [r.resolution for r in rows]
         if not resolutions[0] <= res <= resolutions[-1]:
             raise ConfigError(
-                f"profile {self.name!r} covers resolutions {resolutions[0]}..{resolutions[-1]} px "
-                f"for {model} k={k} on {kind}; got {res}"
+                f"resolution={res} is invalid for profile {self.name!r}, which covers resolutions "
+                f"{resolutions[0]}..{resolutions[-1]} px for {model} k={k} on {kind}; allowed: "
+                f"{resolutions[0]}..{resolutions[-1]}"
             )
         i = bisect.bisect_left(resolutions, res)
         if resolutions[i] == res:
@@ -164,41 +165,59 @@ class LatencyProfile:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(
-                f"profile.path={str(path)!r} does not exist; give a CSV with columns {', '.join(PROFILE_COLUMNS)}"
+                f"profile.path={str(path)!r} is invalid (it does not exist); allowed: a CSV file with columns "
+                f"{', '.join(PROFILE_COLUMNS)}"
             )
-        with path.open(newline="") as f:
-            reader = csv.DictReader(line for line in f if not line.startswith("#"))
-            missing = set(PROFILE_COLUMNS) - set(reader.fieldnames or ())
-            if missing:
+        header, table = read_csv_rows(path, "profile CSV")
+        missing = set(PROFILE_COLUMNS) - set(header)
+        if missing:
+            raise ConfigError(f"profile CSV {path} lacks columns {sorted(missing)}; needs {', '.join(PROFILE_COLUMNS)}")
+        if not table:
+            raise ConfigError(f"profile CSV {path} has no rows; needs one row per (gpu_kind, model, resolution, k)")
+        rows, seen = [], {}
+        for line, r in table:
+
+            def num(col: str, line: int = line, r: dict = r, **kw) -> float:
+                return csv_number(r[col], file=f"profile CSV {path}", line=line, column=col, **kw)
+
+            for col in ("gpu_kind", "model"):
+                if not r[col]:
+                    raise ConfigError(f"profile CSV {path} line {line}: column {col}='' is invalid; allowed: a name")
+            row = ProfileRow(
+                r["gpu_kind"],
+                r["model"],
+                int(num("resolution", integer=True, low=0, low_open=True, allowed="pixels, an integer > 0")),
+                int(num("k", integer=True, low=1, allowed="servers per task, an integer >= 1")),
+                num("step_s", low=0, low_open=True, allowed="seconds per denoising step > 0"),
+                num("fixed_s", low=0, allowed="seconds >= 0"),
+                num("cold_start_s", low=0, allowed="seconds >= 0"),
+            )
+            key = (row.gpu_kind, row.model, row.resolution, row.k)
+            if key in seen:
                 raise ConfigError(
-                    f"profile CSV {path} lacks columns {sorted(missing)}; needs {', '.join(PROFILE_COLUMNS)}"
+                    f"profile CSV {path} line {line}: row {key} is invalid; allowed: one row per "
+                    f"(gpu_kind, model, resolution, k) (it repeats line {seen[key]})"
                 )
-            rows = [
-                ProfileRow(
-                    r["gpu_kind"],
-                    r["model"],
-                    int(r["resolution"]),
-                    int(r["k"]),
-                    float(r["step_s"]),
-                    float(r["fixed_s"]),
-                    float(r["cold_start_s"]),
-                )
-                for r in reader
-            ]
-        for r in rows:
-            if min(r.step_s, r.fixed_s, r.cold_start_s) < 0 or r.k < 1 or r.resolution <= 0:
-                raise ConfigError(f"profile CSV {path}: invalid row {r}")
+            seen[key] = line
+            rows.append(row)
         return cls(rows, name or path.stem)
 
     def to_csv(self, path: str | Path, comment: str = "") -> None:
+        """Write the table (``comment`` lines first, as ``# ...``), atomically."""
+        import io
+        import os
+
         path = Path(path)
-        with path.open("w", newline="") as f:
-            for line in comment.splitlines():
-                f.write(f"# {line}\n")
-            w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS, lineterminator="\n")
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()})
+        f = io.StringIO()
+        for line in comment.splitlines():
+            f.write(f"# {line}\n")
+        w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()})
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(f.getvalue())
+        os.replace(tmp, path)  # a crash leaves the old file or the new one, never a partial one
 
 
 # -- built-in profiles ------------------------------------------------------------------
@@ -323,14 +342,45 @@ class TableQuality(QualityCurve):
 
     def __init__(self, path: str | None = None) -> None:
         if not path or not Path(path).is_file():
-            raise ConfigError(f"quality.path={path!r} must be a CSV with columns steps, quality")
-        with Path(path).open(newline="") as f:
-            rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-        if not rows or not {"steps", "quality"} <= set(rows[0]):
-            raise ConfigError(f"quality CSV {path} needs columns steps, quality")
-        pts = sorted((float(r["steps"]), float(r["quality"])) for r in rows if r["quality"] not in ("", "nan"))
+            raise ConfigError(f"quality.path={path!r} is invalid; allowed: a CSV file with columns steps, quality")
+        what = f"quality CSV {path}"
+        header, table = read_csv_rows(path, "quality CSV")
+        if not {"steps", "quality"} <= set(header):
+            raise ConfigError(f"{what} has columns {', '.join(header)}; needs columns steps, quality")
+        pts: list[tuple[float, float]] = []
+        seen: dict[float, int] = {}
+        for line, r in table:
+            if r["quality"] == "":  # a step count whose quality was not measured (written empty)
+                continue
+            s = csv_number(
+                r["steps"],
+                file=what,
+                line=line,
+                column="steps",
+                integer=True,
+                low=0,
+                allowed="denoising steps, an integer >= 0",
+            )
+            q = csv_number(
+                r["quality"],
+                file=what,
+                line=line,
+                column="quality",
+                low=0,
+                allowed="a finite quality >= 0 (empty: not measured)",
+            )
+            if s in seen:
+                raise ConfigError(
+                    f"{what} line {line}: column steps={r['steps']!r} is invalid; allowed: each step count once "
+                    f"(it repeats line {seen[s]})"
+                )
+            seen[s] = line
+            pts.append((float(s), q))
+        pts.sort()
         if not pts:
-            raise ConfigError(f"quality CSV {path} has no measured quality values")
+            raise ConfigError(
+                f"{what} has no measured quality values; needs rows of steps, quality (an empty quality: not measured)"
+            )
         self.steps = [p[0] for p in pts]
         self.values = [p[1] for p in pts]
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +87,11 @@ def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
     def isolated_latency(k: int, resolution: int) -> float:
         return profile.duration([reference_kind] * k, w.model, resolution, w.slo_steps, False)
 
-    tasks = generate_tasks(w, cfg.seed, isolated_latency)
+    tasks = generate_tasks(w, cfg.seed, isolated_latency, max_k=len(cluster))
     context = BackendContext(cluster, profile, quality, cfg.seed, str(out_dir) if out_dir else None)
     try:
         backend = BACKENDS.create(cfg.backend.name, context=context, **dict(cfg.backend.params))
-    except TypeError as err:
+    except (TypeError, ValueError) as err:  # the registry refuses unknown parameters with ValueError
         raise ConfigError(f"backend.params: {err}") from err
     return Engine(cluster, tasks, backend, profile, quality.table(cfg.engine.max_steps), cfg.engine, w.horizon)
 
@@ -150,7 +152,13 @@ def run_experiment(
     write = cfg.output.write if write is None else write
     out = (out_dir or run_dir(cfg)) if write else None
     if out is not None and resume and cfg.output.resume and (out / "summary.json").is_file():
-        return load_run(out)
+        try:
+            return load_run(out)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # damaged by hand or by a disk: redo it
+            print(
+                f"[eatbench] {out} holds unreadable result files ({type(err).__name__}: {err}); running it again",
+                file=sys.stderr,
+            )
     engine = build_engine(cfg, out)
     sched = scheduler or make_scheduler(cfg)
     sched.reset(cfg.seed, k_options(cfg, engine.n_servers))
@@ -177,18 +185,33 @@ def run_experiment(
     return result
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, flushed
+    to disk, then renamed over ``path``. A crash leaves the old file or the new one whole,
+    never a partial one (a stray ``.<name>.tmp-<pid>`` at worst, which nothing reads)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_run(result: RunResult, out: Path) -> None:
-    """Write ``records.csv`` then ``summary.json`` (atomically, last)."""
+    """Write ``records.csv`` then ``summary.json``, each atomically; ``summary.json`` last
+    (its presence marks a finished run whose ``records.csv`` is whole)."""
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "records.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RECORD_FIELDS, lineterminator="\n")
-        w.writeheader()
-        for r in result.records:
-            w.writerow(r.to_dict())
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=RECORD_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in result.records:
+        w.writerow(r.to_dict())
+    atomic_write_text(out / "records.csv", buf.getvalue())
     payload = {**result.meta, "summary": result.summary}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(payload, indent=1, default=str))
 
 
 def load_summary(out: Path) -> tuple[dict, dict]:

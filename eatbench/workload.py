@@ -7,14 +7,13 @@ random stream, so changing the arrival process leaves the other draws unchanged.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from eatbench.config import ConfigError, WorkloadConfig, resolve_path
+from eatbench.config import ConfigError, WorkloadConfig, csv_number, read_csv_rows, resolve_path
 from eatbench.tasks import Task
 
 PROMPTS_FILE = Path(__file__).parent / "data" / "prompts.txt"
@@ -24,10 +23,19 @@ def load_prompts(source: str = "builtin") -> list[str]:
     """The built-in prompt list (300 varied prompts), or one prompt per line of a file."""
     path = PROMPTS_FILE if source == "builtin" else Path(resolve_path(source))
     if not path.is_file():
-        raise ConfigError(f"workload.prompts={source!r}: no such file; use 'builtin' or a text file path")
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        raise ConfigError(
+            f"workload.prompts={source!r} is invalid; allowed: builtin, or a text file (one prompt a line)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"workload.prompts={source!r} is invalid (unreadable: {type(err).__name__}); allowed: builtin, or a "
+            "UTF-8 text file (one prompt a line)"
+        ) from err
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
-        raise ConfigError(f"workload.prompts={source!r} holds no prompts")
+        raise ConfigError(f"workload.prompts={source!r} is invalid (it holds no prompts); allowed: one prompt a line")
     return prompts
 
 
@@ -75,17 +83,79 @@ def arrival_times(cfg: WorkloadConfig, rng: np.random.Generator) -> Iterator[flo
         raise ConfigError(f"workload.arrival={cfg.arrival!r} has no generator")
 
 
-def _read_trace(path: str) -> list[dict]:
+TRACE_COLUMNS = ("arrival", "prompt", "resolution", "k", "slo", "model")
+
+
+def read_trace(path: str, max_k: int | None = None) -> list[dict]:
+    """The rows of a trace CSV, parsed and checked: ``arrival`` (s, finite, >= 0, sorted),
+    optional ``prompt``, ``resolution`` (px, > 0, divisible by 8), ``k`` (a power of two,
+    at most ``max_k`` servers), ``slo`` (s, > 0) and ``model``; an empty cell takes the
+    workload's draw. Raises ``ConfigError`` naming the file, line and column."""
     p = Path(resolve_path(path))
     if not p.is_file():
-        raise ConfigError(f"workload.trace_path={path!r} does not exist")
-    with p.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "arrival" not in rows[0]:
-        raise ConfigError(f"workload.trace_path={path!r} needs a CSV header with an 'arrival' column")
-    times = [float(r["arrival"]) for r in rows]
-    if any(t < 0 for t in times) or any(b < a for a, b in zip(times, times[1:], strict=False)):
-        raise ConfigError(f"workload.trace_path={path!r}: arrivals must be >= 0 and sorted")
+        raise ConfigError(
+            f"workload.trace_path={path!r} is invalid; allowed: an existing CSV file with an 'arrival' column"
+        )
+    what = f"trace CSV {path}"
+    header, table = read_csv_rows(p, "trace CSV")
+    if "arrival" not in header:
+        raise ConfigError(f"{what} has columns {', '.join(header)}; needs an 'arrival' column")
+    unknown = [h for h in header if h not in TRACE_COLUMNS]
+    if unknown:
+        raise ConfigError(f"{what}: columns {unknown} are invalid; allowed: {', '.join(TRACE_COLUMNS)}")
+    if not table:
+        raise ConfigError(f"{what} has no rows; needs one row per task")
+    rows: list[dict] = []
+    last = 0.0
+    for line, r in table:
+        row: dict = {
+            "arrival": csv_number(
+                r["arrival"], file=what, line=line, column="arrival", low=0, allowed="seconds, finite, >= 0, sorted"
+            )
+        }
+        if row["arrival"] < last:
+            raise ConfigError(
+                f"{what} line {line}: column arrival={r['arrival']!r} is invalid; allowed: arrivals sorted in "
+                f"non-decreasing order (the previous row arrives at {last:g} s)"
+            )
+        last = row["arrival"]
+        if r.get("prompt"):
+            row["prompt"] = r["prompt"]
+        if r.get("model"):
+            row["model"] = r["model"]
+        if r.get("resolution"):
+            res = csv_number(
+                r["resolution"],
+                file=what,
+                line=line,
+                column="resolution",
+                integer=True,
+                low=8,
+                allowed="pixels, an integer > 0 divisible by 8 (empty: the workload's draw)",
+            )
+            if res % 8:
+                raise ConfigError(
+                    f"{what} line {line}: column resolution={r['resolution']!r} is invalid; allowed: pixels, "
+                    "an integer > 0 divisible by 8 (empty: the workload's draw)"
+                )
+            row["resolution"] = int(res)
+        if r.get("k"):
+            k_allowed = "a power of two (1, 2, 4, ...)" + (f" <= the cluster's {max_k} servers" if max_k else "")
+            k = int(csv_number(r["k"], file=what, line=line, column="k", integer=True, low=1, allowed=k_allowed))
+            if k & (k - 1) or (max_k is not None and k > max_k):
+                raise ConfigError(f"{what} line {line}: column k={r['k']!r} is invalid; allowed: {k_allowed}")
+            row["k"] = k
+        if r.get("slo"):
+            row["slo"] = csv_number(
+                r["slo"],
+                file=what,
+                line=line,
+                column="slo",
+                low=0,
+                low_open=True,
+                allowed="seconds > 0 (empty: workload.slo_factor x the isolated latency)",
+            )
+        rows.append(row)
     return rows
 
 
@@ -93,6 +163,7 @@ def generate_tasks(
     cfg: WorkloadConfig,
     seed: int,
     slo_of: Callable[[int, int], float],
+    max_k: int | None = None,
 ) -> list[Task]:
     """All tasks of one episode, in arrival order.
 
@@ -100,6 +171,7 @@ def generate_tasks(
     :param seed: the experiment seed; different seeds give different workloads.
     :param slo_of: ``(k, resolution) -> isolated latency`` in seconds; a task's SLO is
         ``cfg.slo_factor`` times it.
+    :param max_k: the cluster's server count: a trace row asking for more is refused.
     """
     arrivals_ss, attrs_ss = np.random.SeedSequence([seed, 0xEA7]).spawn(2)
     arrival_rng, attr_rng = np.random.default_rng(arrivals_ss), np.random.default_rng(attrs_ss)
@@ -109,8 +181,13 @@ def generate_tasks(
 
     rows: list[dict]
     if cfg.arrival == "trace":
-        rows = [r for r in _read_trace(cfg.trace_path or "") if float(r["arrival"]) < limit_t]
+        rows = [r for r in read_trace(cfg.trace_path or "", max_k) if r["arrival"] < limit_t]
         rows = rows[: cfg.n_tasks]  # n_tasks=None keeps every row
+        if not rows:
+            raise ConfigError(
+                f"workload.horizon={cfg.horizon!r} is invalid; allowed: a horizon after the first arrival of "
+                f"{cfg.trace_path} (no task of the trace arrives before it), or null"
+            )
     else:
         rows = [{"arrival": 0.0} for _ in range(int(min(cfg.initial_queue, limit_n)))]
         if len(rows) < limit_n:
@@ -130,10 +207,10 @@ def generate_tasks(
     tasks = []
     for i, row in enumerate(rows):
         prompt = row.get("prompt") or prompts[prompt_idx[i]]
-        res = int(row["resolution"]) if row.get("resolution") else int(res_draw[i])
-        k = int(row["k"]) if row.get("k") else (int(k_draw[i]) if cfg.k_choices is not None else None)
+        res = row["resolution"] if row.get("resolution") else int(res_draw[i])
+        k = row["k"] if row.get("k") else (int(k_draw[i]) if cfg.k_choices is not None else None)
         if row.get("slo"):
-            slo = float(row["slo"])
+            slo = row["slo"]
         else:
             key = (k or 1, res)
             if key not in slo_cache:

@@ -132,3 +132,31 @@ def test_checkpoint_shorthand_becomes_the_schedulers_checkpoint():
     cfg = compose_experiment(["scheduler=eat", "checkpoint=/tmp/policy.pt"])
     assert cfg.scheduler.checkpoint == "/tmp/policy.pt"
     assert compose_experiment(["scheduler=eat"]).scheduler.checkpoint == "auto"
+
+
+def test_shipped_trace_workload_runs_without_a_task_count_or_horizon():
+    """A trace ends with its file: n_tasks and horizon may both be null."""
+    from eatbench.runner import run_experiment
+
+    cfg = compose_experiment(["workload=trace"])
+    assert cfg.workload.n_tasks is None and cfg.workload.horizon is None
+    summary = run_experiment(cfg, write=False).summary
+    assert summary["tasks_done"] + summary["tasks_unfinished"] == 40  # the rows of conf/traces/example.csv
+
+
+def test_nan_anywhere_in_the_config_names_its_field():
+    for override, field_name in [
+        ("workload.slot=nan", "workload.slot"),
+        ("cluster.gpu_kinds.paper_gpu.speed=inf", "cluster.gpu_kinds.paper_gpu.speed"),
+        ("+scheduler.params.wait_prob=nan", "scheduler.params.wait_prob"),
+        ("train.time_scale=nan", "train.time_scale"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"{field_name}=(nan|inf) is invalid; allowed: a finite number"):
+            compose_experiment([override])
+
+
+def test_names_that_become_folders_cannot_leave_the_output_root():
+    with pytest.raises(ConfigError, match=r"experiment='../x' is invalid; allowed: a non-empty name without /"):
+        to_experiment_config({"experiment": "../x"})
+    with pytest.raises(ConfigError, match=r"cluster.name='a b' is invalid"):
+        to_experiment_config({"cluster": {"name": "a b"}})

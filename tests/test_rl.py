@@ -102,7 +102,7 @@ def test_training_writes_curve_policy_and_resumes(tiny_policy):
 
     cfg, result = tiny_policy
     assert [row["step"] for row in result.curve] == [0, 150, 300]
-    for name in ("curve.csv", "curve.json", "model.zip", "state.json", "policy.pt", "policy.json"):
+    for name in ("curve.csv", "curve.json", "policy.pt", "policy.json", "checkpoint/step-000000300/model.zip"):
         assert (result.run_dir / name).is_file(), name
     more = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, total_steps=450))
     again = train(more)

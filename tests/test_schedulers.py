@@ -9,6 +9,7 @@ import statistics
 import pytest
 
 from eatbench.compose import compose_experiment
+from eatbench.config import ConfigError
 from eatbench.engine import Decision
 from eatbench.runner import run_experiment
 from eatbench.schedulers import SCHEDULERS, Scheduler
@@ -108,4 +109,5 @@ def test_fifo_uses_the_configured_steps():
     records = run_experiment(cfg, write=False).records
     assert {r.steps for r in records} == {12}
     cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_steps=10))
-    assert {r.steps for r in run_experiment(cfg, write=False).records} == {10}
+    with pytest.raises(ConfigError, match=r"scheduler.params.steps=12 is invalid; allowed: .*\(1..10\)"):
+        run_experiment(cfg, write=False)  # refused, not silently clamped to 10

@@ -32,8 +32,8 @@ class RandomScheduler(Scheduler):
 
     def __init__(self, steps: int = 20, wait_prob: float = 0.0) -> None:
         super().__init__(steps)
-        if not 0 <= wait_prob < 1:
-            raise ValueError(f"scheduler.params.wait_prob={wait_prob} is invalid; allowed: 0 <= p < 1")
+        if isinstance(wait_prob, bool) or not isinstance(wait_prob, (int, float)) or not 0 <= wait_prob < 1:
+            raise ValueError(f"scheduler.params.wait_prob={wait_prob!r} is invalid; allowed: a probability 0 <= p < 1")
         self.wait_prob = wait_prob
 
     def decide(self, engine: Engine) -> Decision | None:
@@ -99,6 +99,15 @@ class GreedyScheduler(Scheduler):
 
     def __init__(self, steps: int = 20, step_grid: list[int] | None = None) -> None:
         super().__init__(steps)
+        if step_grid is not None and (
+            not isinstance(step_grid, (list, tuple))
+            or not step_grid
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in step_grid)
+        ):
+            raise ValueError(
+                f"scheduler.params.step_grid={step_grid!r} is invalid; allowed: a non-empty list of step counts "
+                "(integers >= 1) or null"
+            )
         self.step_grid = list(step_grid) if step_grid else None
 
     def decide(self, engine: Engine) -> Decision | None:

@@ -3,8 +3,17 @@
 ``train(cfg)`` trains ``cfg.scheduler.name``'s architecture on ``cfg.cluster`` and
 writes into ``<train.out_dir>/<run name>/``:
 
-- ``model.zip``, ``replay.pkl``, ``state.json``: the resumable training state, saved at
-  every evaluation and on interrupt (``train.resume`` continues from it);
+- ``checkpoint/step-<N>/``: the resumable training state (``model.zip``: SB3 model with
+  its optimisers and last observation; ``replay.pkl``: replay buffer; ``env.pkl``: the
+  training env mid-episode with its random stream; ``rng.pkl``: Python, NumPy, torch and
+  action-space random states; ``manifest.json``: step, wall time, curve, episode count
+  and the checksum of every file), written atomically (see
+  ``checkpoint.write_step_checkpoint``) after every evaluation, at a time limit and on
+  Ctrl-C. ``train.resume`` continues from it, and the continued run is the same run: an
+  interrupted-and-resumed training ends with the same policy and curve as an
+  uninterrupted one with the same seed. Checkpoints are taken between SB3 rollouts (after
+  the gradient steps of the last one), the only points where the state is consistent;
+  Ctrl-C asks for one there (a second Ctrl-C aborts without saving);
 - ``curve.csv`` and ``curve.json``: the training curve (env steps, wall time, mean
   deterministic eval return and response time on fixed evaluation workloads);
 - ``policy.pt`` and ``policy.json``: the exported policy for ``eatbench run`` and its
@@ -18,10 +27,15 @@ one policy serves a whole sweep. Evaluation uses the configured ``workload.rate`
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
+import pickle
+import random
+import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -31,11 +45,22 @@ from typing import Any
 import numpy as np
 
 from eatbench.config import ConfigError, ExperimentConfig, config_to_dict
-from eatbench.schedulers.rl.checkpoint import PolicyMeta, save_policy
+from eatbench.schedulers.rl.checkpoint import (
+    PolicyMeta,
+    fault_point,
+    find_step_checkpoint,
+    save_policy,
+    write_step_checkpoint,
+)
 from eatbench.schedulers.rl.presets import arch_for, sac_kwargs
 
 EVAL_SEED_BASE = 1_000_000  # evaluation workload seeds: EVAL_SEED_BASE + i (training draws its own)
 CURVE_FIELDS = ("step", "wall_s", "eval_return", "eval_response_mean", "episodes")
+CHECKPOINT_DIR = "checkpoint"
+
+
+class _Stop(Exception):
+    """Raised at a rollout boundary to end ``learn`` there (Ctrl-C or the time limit)."""
 
 
 @dataclass
@@ -137,12 +162,20 @@ class _Logger:
 
     def log(self, row: dict[str, float]) -> None:
         self.curve.append(row)
-        with (self.run_dir / "curve.csv").open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CURVE_FIELDS, lineterminator="\n", extrasaction="ignore")
-            w.writeheader()
-            w.writerows(self.curve)
-        (self.run_dir / "curve.json").write_text(json.dumps(self.curve, indent=1))
-        if self.wandb is not None:
+        self.write_files()
+
+    def write_files(self) -> None:
+        """``curve.csv`` and ``curve.json``, each written atomically."""
+        from eatbench.runner import atomic_write_text
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(self.curve)
+        atomic_write_text(self.run_dir / "curve.csv", buf.getvalue())
+        atomic_write_text(self.run_dir / "curve.json", json.dumps(self.curve, indent=1))
+        row = self.curve[-1] if self.curve else None
+        if self.wandb is not None and row is not None:
             self.wandb.log({f"eval/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
 
     def close(self) -> None:
@@ -150,8 +183,98 @@ class _Logger:
             self.wandb.finish()
 
 
+def _rng_state(model: Any) -> dict[str, Any]:
+    """Every random stream training draws from, besides the env's (pickled with it)."""
+    import torch
+
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "action_space": model.action_space.np_random.bit_generator.state,
+    }
+
+
+def _set_rng_state(model: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    model.action_space.np_random.bit_generator.state = state["action_space"]
+
+
+def _curve_to_json(curve: list[dict]) -> list[dict]:
+    """The curve with NaN (an evaluation without launches has no response time) as null."""
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()} for row in curve]
+
+
+def _curve_from_json(curve: list[dict]) -> list[dict]:
+    return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in curve]
+
+
+#: settings that may change between an interrupted run and its resumption (they do not
+#: change what is trained); every other setting must be the same to resume
+RESUMABLE_CHANGES = (
+    "train.total_steps",
+    "train.max_minutes",
+    "train.progress",
+    "train.wandb",
+    "train.threads",
+    "train.export",
+    "train.resume",
+    "train.out_dir",
+    "output",
+    "checkpoint",
+    "scheduler.checkpoint",
+)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def _training_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The flattened config without the settings a resumption may change."""
+    flat = _flat(json.loads(json.dumps(config_to_dict(cfg), default=str)))
+    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in RESUMABLE_CHANGES)}
+
+
+def _pickle_to(obj: Any) -> Any:
+    def write(path: Path) -> None:
+        with path.open("wb") as f:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return write
+
+
+def _load_checkpoint(folder: Path) -> Any:
+    """The SAC model of a verified checkpoint folder, with its env, replay buffer and
+    random states restored exactly."""
+    from stable_baselines3 import SAC
+
+    with warnings.catch_warnings():  # SB3 warns that the saved NStepReplayBuffer class overrides n_steps
+        warnings.simplefilter("ignore", UserWarning)
+        model = SAC.load(folder / "model.zip", env=None, device="cpu")  # keeps its last observation
+    with (folder / "env.pkl").open("rb") as f:
+        model.set_env(pickle.load(f), force_reset=False)  # the training env mid-episode
+    model.load_replay_buffer(folder / "replay.pkl")
+    with (folder / "rng.pkl").open("rb") as f:
+        _set_rng_state(model, pickle.load(f))  # after load, which reseeds everything
+    return model
+
+
 def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
-    """Train (or resume) one learned scheduler; see the module docstring."""
+    """Train (or resume) one learned scheduler; see the module docstring.
+
+    Raises ``KeyboardInterrupt`` after saving a checkpoint when interrupted (Ctrl-C), and
+    ``ConfigError`` for bad settings or an inconsistent checkpoint, before training starts.
+    """
     import torch
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
@@ -168,23 +291,52 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
     except ValueError as err:
         raise ConfigError(str(err)) from err
     run_dir = Path(t.out_dir) / run_name(cfg)
+    ckpt_root = run_dir / CHECKPOINT_DIR
+    found = find_step_checkpoint(ckpt_root) if t.resume else None
+    if t.resume and found is None and (run_dir / "model.zip").is_file():
+        raise ConfigError(
+            f"train.resume=True is invalid for {str(run_dir)!r}: it holds a checkpoint of an older eatbench "
+            f"(model.zip without {CHECKPOINT_DIR}/), which cannot resume exactly; allowed: train.resume=false "
+            "to start over, or another train.out_dir"
+        )
+    if not t.resume and ckpt_root.is_dir():  # starting over: a crash before the first new checkpoint
+        print(f"[eatbench train] train.resume=false: removing the previous checkpoints in {ckpt_root}", file=sys.stderr)
+        shutil.rmtree(ckpt_root)  # must not leave the old run to be resumed
+    resume_cmd = shlex.join(argv or ["eatbench", "train", *sys.argv[1:]])  # quoted for a shell
     run_dir.mkdir(parents=True, exist_ok=True)
-    env, eval_env = make_env(cfg, train=True), make_env(cfg, train=False)
-    state_file = run_dir / "state.json"
-    resumed = t.resume and state_file.is_file() and (run_dir / "model.zip").is_file()
-    if resumed:
-        state = json.loads(state_file.read_text())
-        with warnings.catch_warnings():  # SB3 warns that the saved NStepReplayBuffer class overrides n_steps
-            warnings.simplefilter("ignore", UserWarning)
-            model = SAC.load(run_dir / "model.zip", env=env, device="cpu")
-        if (run_dir / "replay.pkl").is_file():
-            model.load_replay_buffer(run_dir / "replay.pkl")
-        curve, wall0 = state["curve"], state["wall_s"]
+    eval_env = make_env(cfg, train=False)
+    if found is not None:
+        folder, manifest = found
+        now, then = _training_settings(cfg), manifest.get("settings", {})
+        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+        if changed:
+            shown = "; ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+            raise ConfigError(
+                f"train.resume=True is invalid here: the checkpoint {str(folder)!r} was trained with other settings "
+                f"({shown}{'; ...' if len(changed) > 4 else ''}); allowed: the same settings (only "
+                f"{', '.join(RESUMABLE_CHANGES[:4])}, ... may change), train.resume=false to start over, or another "
+                "train.out_dir"
+            )
+        try:
+            model = _load_checkpoint(folder)
+        except Exception as err:  # complete and unchanged, yet unloadable: e.g. written by other library versions
+            raise ConfigError(
+                f"training checkpoint {str(folder)!r} cannot be loaded ({type(err).__name__}: {err}); allowed: a "
+                "checkpoint written with these versions of eatbench, SB3 and torch; train.resume=false starts over"
+            ) from err
+        curve, wall0 = _curve_from_json(manifest["eval_curve"]), float(manifest["wall_s"])
+        # evaluations fall due every eval_every steps, whatever extra ones a time limit added
+        due = {"index": int(manifest.get("eval_index", int(model.num_timesteps) // t.eval_every))}
+        if int(model.num_timesteps) != manifest["step"]:
+            raise ConfigError(
+                f"training checkpoint {str(folder)!r} is inconsistent: model.zip is at step {model.num_timesteps}, "
+                f"the manifest at {manifest['step']}; allowed: a complete checkpoint. Delete that folder to start over"
+            )
     else:
         wd = kw.pop("weight_decay")
         model = SAC(
             ActorOnlyExtractorPolicy,
-            env,
+            make_env(cfg, train=True),
             policy_kwargs=policy_kwargs(spec, wd),
             seed=cfg.seed,
             device="cpu",
@@ -192,60 +344,123 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
             **kw,
         )
         curve, wall0 = [], 0.0
+        due = {"index": 0}
+    resumed = found is not None
+    env = model.get_env().envs[0].unwrapped
     done_steps = int(model.num_timesteps)
     logger = _Logger(run_dir, cfg, curve)
+    if curve:
+        logger.write_files()  # the checkpoint's curve (a later, unsaved row may have been written)
     t_start = time.perf_counter()
+    saved = {"key": (done_steps, len(curve)) if resumed else None}
+    interrupt = {"asked": False}
 
     def wall() -> float:
         return wall0 + time.perf_counter() - t_start
 
     def checkpoint() -> None:
-        model.save(run_dir / "model.zip")
-        model.save_replay_buffer(run_dir / "replay.pkl")
-        tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"steps": int(model.num_timesteps), "wall_s": wall(), "curve": curve}))
-        os.replace(tmp, state_file)
+        key = (int(model.num_timesteps), len(curve))
+        if saved["key"] == key:
+            return
+        write_step_checkpoint(
+            ckpt_root,
+            int(model.num_timesteps),
+            {
+                "model.zip": lambda p: model.save(p),
+                "replay.pkl": lambda p: model.save_replay_buffer(p),
+                "env.pkl": _pickle_to(model.get_env()),
+                "rng.pkl": _pickle_to(_rng_state(model)),
+            },
+            {
+                "wall_s": round(wall(), 3),
+                "episodes": int(model._episode_num),
+                "eval_curve": _curve_to_json(curve),  # not "curve": reports collect files with a curve
+                "eval_index": due["index"],
+                "settings": _training_settings(cfg),
+            },
+        )
+        saved["key"] = key
 
-    def eval_and_log(episodes_seen: int) -> None:
-        row = {"step": int(model.num_timesteps), "wall_s": round(wall(), 2), "episodes": episodes_seen}
+    def eval_and_log() -> None:
+        row = {"step": int(model.num_timesteps), "wall_s": round(wall(), 2), "episodes": int(model._episode_num)}
         row.update(evaluate(model, eval_env, t.eval_episodes))
         logger.log(row)
 
-    class Progress(BaseCallback):
+    class Hooks(BaseCallback):
+        """Evaluation, checkpoints and stops, all at rollout boundaries (consistent states)."""
+
         def _on_training_start(self) -> None:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=t.total_steps, initial=done_steps, disable=not t.progress, desc=run_name(cfg))
-            self.episodes = 0
             if not curve:
-                eval_and_log(0)
+                eval_and_log()
+
+        def _on_rollout_start(self) -> None:
+            n = self.model.num_timesteps
+            if n // t.eval_every > due["index"]:
+                due["index"] = n // t.eval_every
+                eval_and_log()
+                checkpoint()
+                self.bar.set_postfix(ret=f"{curve[-1]['eval_return']:.1f}")
+            fault_point("rollout", step=n)
+            if interrupt["asked"]:
+                raise _Stop("interrupt")
+            if t.max_minutes and wall() > 60 * t.max_minutes:
+                raise _Stop("time")
 
         def _on_step(self) -> bool:
             self.bar.update(1)
-            self.episodes += int(np.sum(self.locals.get("dones", 0)))
-            n = self.num_timesteps
-            if n % t.eval_every == 0:
-                eval_and_log(self.episodes)
-                checkpoint()
-                self.bar.set_postfix(ret=f"{curve[-1]['eval_return']:.1f}")
-            return not (t.max_minutes and wall() > 60 * t.max_minutes)
+            fault_point("step", step=self.num_timesteps)
+            return True
 
         def _on_training_end(self) -> None:
             self.bar.close()
 
-    remaining = t.total_steps - done_steps
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupt["asked"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts at once
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    stopped = None
+    hooks = Hooks()
     try:
-        if remaining > 0:
-            model.learn(remaining, callback=Progress(), reset_num_timesteps=not resumed, progress_bar=False)
-    except KeyboardInterrupt:
-        checkpoint()
-        logger.close()
-        print(
-            f"[eatbench train] interrupted at step {model.num_timesteps}; resume with the same command", file=sys.stderr
-        )
+        if t.total_steps - done_steps > 0:
+            try:
+                model.learn(t.total_steps - done_steps, callback=hooks, reset_num_timesteps=not resumed)
+            except _Stop as stop:
+                stopped = str(stop)
+                hooks.bar.close()
+        if stopped == "interrupt":
+            checkpoint()
+            logger.close()
+            print(
+                f"[eatbench train] interrupted at step {model.num_timesteps}; checkpoint saved; "
+                f"resume with: {resume_cmd}",
+                file=sys.stderr,
+            )
+            stop = KeyboardInterrupt()
+            stop.reported = True  # type: ignore[attr-defined]  # the CLI adds no second line
+            raise stop
+    except KeyboardInterrupt as err:
+        if stopped != "interrupt":
+            err.reported = True  # type: ignore[attr-defined]
+            step = saved["key"][0] if saved["key"] else 0
+            print(
+                f"[eatbench train] aborted at step {model.num_timesteps}; the last complete checkpoint (step {step}) "
+                f"is kept; resume with: {resume_cmd}",
+                file=sys.stderr,
+            )
         raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     if not curve or curve[-1]["step"] != model.num_timesteps:
-        eval_and_log(-1)
+        # the budget ended here: this evaluation is the one a longer run makes at its next rollout
+        # boundary, on the same state; a resumption with a larger budget must not repeat it
+        due["index"] = max(due["index"], int(model.num_timesteps) // t.eval_every)
+        eval_and_log()
     checkpoint()
     logger.close()
     meta = _policy_meta(cfg, env)
@@ -270,7 +485,10 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
     }
     policy = save_policy(run_dir / "policy.pt", meta, actor_state, sidecar)
     if t.export:
-        Path(t.export).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(policy, t.export)
-        shutil.copyfile(policy.with_suffix(".json"), Path(t.export).with_suffix(".json"))
+        export = Path(t.export)
+        export.parent.mkdir(parents=True, exist_ok=True)
+        for src, dst in ((policy.with_suffix(".json"), export.with_suffix(".json")), (policy, export)):
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)  # atomically
     return TrainResult(run_dir, policy, curve, wall(), int(model.num_timesteps))
