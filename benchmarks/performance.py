@@ -1,14 +1,14 @@
 """Write the performance figures the README quotes to ``reports/performance.json``.
 
-    OMP_NUM_THREADS=1 python benchmarks/performance.py              # full measurement (~6 min)
+    OMP_NUM_THREADS=1 python benchmarks/performance.py              # full measurement (~15 min)
     python benchmarks/performance.py --out /tmp/perf.json --quick   # smaller, for a check
 
 Measured on this machine, one torch thread per process, nothing else should run meanwhile:
 
 - ``reproduction``: the full simulated reproduction as ``nox -s reproduce`` runs it when every
-  checkpoint exists (every figure experiment at 30 seeds, then the report and W&B offline), in
-  a fresh results folder (no cache hit): wall seconds per stage and in total, and the peak
-  resident memory of each stage's process;
+  checkpoint exists (every figure experiment at 30 seeds in 2 processes, then the report, then
+  W&B offline logging of every run), in a fresh results folder (no cache hit): wall seconds
+  per stage and in total, and the peak resident memory of each stage's processes;
 - ``simulator``: tasks per wall-second of the engine with EarliestFinish (N=4 and 64,
   20,000 Poisson tasks), median of 5 runs;
 - ``decision``: the EAT actor's decision latency (p50, p99, microseconds);
@@ -56,10 +56,16 @@ def _measured(cmd: list[str], env: dict) -> dict:
     return {"wall_s": round(info["wall_s"], 1), "peak_rss_mib": round(info["peak_rss_mib"], 1)}
 
 
-def reproduction(seeds: int, jobs: int) -> dict:
+def reproduction(seeds: int, jobs: int, root: Path | None) -> dict:
+    """The stages of ``nox -s reproduce`` with every checkpoint present, each in its own
+    process: the figure sweeps (no cache hit: ``root`` must not hold them yet), the report,
+    and the W&B offline logging of every run."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "results"
+        root = root or Path(tmp) / "results"
+        present = [e for e in EXPERIMENTS if (root / e).exists()]
+        if present:
+            raise SystemExit(f"{root} already holds {', '.join(present)}: the sweep would be a cache hit")
         out: dict = {"seeds": seeds, "jobs": jobs, "stages": {}}
         sweep = [sys.executable, "-m", "eatbench.sweep", "--all", "--seeds", str(seeds), "--root", str(root)]
         out["stages"]["sweep"] = _measured([*sweep, "--jobs", str(jobs), "--no-progress"], env)
@@ -69,12 +75,23 @@ def reproduction(seeds: int, jobs: int) -> dict:
             "import sys; from eatbench.cli import main; sys.exit(main())",
             "report",
             f"output.root={root}",
-            "output.wandb=offline",
+            "output.wandb=disabled",
             f"hydra.run.dir={tmp}/hydra",
         ]
-        out["stages"]["report_and_wandb"] = _measured(report, env)
-        out["runs"] = sum(1 for _ in root.glob("*/*/*/seed=*/summary.json"))
+        out["stages"]["report"] = _measured(report, env)
+        wandb_log = [
+            sys.executable,
+            "-c",
+            "import sys; from eatbench.report.wandb_log import log_experiments as f; "
+            "r = f(sys.argv[1], mode='offline', wandb_dir=sys.argv[2]); sys.exit(1 if r.errors else 0)",
+            str(root),
+            f"{tmp}/wandb",
+        ]
+        out["stages"]["wandb_offline"] = _measured(wandb_log, env)
+        out["runs"] = sum(1 for e in EXPERIMENTS for _ in (root / e).glob("*/*/seed=*/summary.json"))
+        out["runs_in_report"] = sum(1 for _ in root.glob("*/*/*/seed=*/summary.json"))
     out["total_wall_s"] = round(sum(s["wall_s"] for s in out["stages"].values()), 1)
+    out["sweep_and_report_wall_s"] = round(out["stages"]["sweep"]["wall_s"] + out["stages"]["report"]["wall_s"], 1)
     out["peak_rss_mib"] = max(s["peak_rss_mib"] for s in out["stages"].values())
     return out
 
@@ -127,6 +144,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="sweep worker processes (the machine has 2 cores)")
     ap.add_argument("--quick", action="store_true", help="3 seeds, for checking the script")
     ap.add_argument("--allow-dirty", action="store_true")
+    ap.add_argument(
+        "--root", type=Path, default=None, help="keep the sweep's result files here (default: a temporary folder)"
+    )
     args = ap.parse_args()
     import torch
 
@@ -142,7 +162,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1min": os.getloadavg()[0]},
         "threads_per_process": 1,
         "versions": package_versions(),
-        "reproduction": reproduction(3 if args.quick else args.seeds, args.jobs),
+        "reproduction": reproduction(3 if args.quick else args.seeds, args.jobs, args.root),
         "simulator": simulator(),
         "decision_latency_us": decision(),
         "training": training(),

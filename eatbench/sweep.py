@@ -19,8 +19,10 @@ import argparse
 import dataclasses
 import hashlib
 import itertools
+import multiprocessing
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor  # at import: pickling needs one copy of its classes
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,9 +291,6 @@ def run_sweep(
             for outcome in outcomes:
                 _merge(out, outcome, bar)
         else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
             # fork: workers inherit every registered scheduler, including one defined in a
             # conftest or notebook; each worker sets one torch thread before any work
             ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")

@@ -184,7 +184,7 @@ CASES = [
     ("not-learned", ["train", "scheduler=greedy"], None, r"scheduler='greedy' is not learned; allowed: eat"),
     (
         "train-backend",
-        ["train", "scheduler=sac", "backend=gpu"],
+        ["train", "scheduler=sac", "backend=gpu", "backend.params.random_init=tiny", "backend.params.devices=cpu"],
         None,
         r"backend='gpu' is invalid for training; allowed: sim",
     ),

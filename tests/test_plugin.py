@@ -8,6 +8,7 @@ import pytest
 
 import eatbench.report.markdown  # noqa: F401  (pandas/matplotlib imported once, outside the in-process runs)
 import eatbench.report.plots  # noqa: F401
+import eatbench.sweep  # noqa: F401  (its process pool classes must be imported once, outside the in-process runs)
 from eatbench.compose import conf_dir
 
 pytest_plugins = ("pytester",)
