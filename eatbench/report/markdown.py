@@ -672,7 +672,7 @@ def oracle_distance(sub: pd.DataFrame, orc: pd.DataFrame, x: str = "rate") -> pd
 def _oracle_table(dist: pd.DataFrame, orc: pd.DataFrame) -> list[str]:
     from eatbench.report.plots import label
 
-    rates = sorted(dist["rate"].unique())
+    rates = sorted(set(dist["rate"]) | set(orc["rate"]))
     ref = orc.groupby("rate")
     headers = ["scheduler \\ rate", *[f"{r:g}" for r in rates]]
     rows = [
