@@ -109,7 +109,11 @@ def plot_metric_vs(
         ax.grid(alpha=0.3)
     if any_unfinished:
         axes[0][-1].scatter([], [], s=90, facecolors="none", edgecolors="red", label="tasks left unfinished")
-    axes[0][-1].legend(fontsize=8, loc="best")
+    handles: dict[str, object] = {}
+    for ax in axes[0]:  # one legend with every line of every panel (the oracle's bound is on the first)
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    axes[0][-1].legend(list(handles.values()), list(handles), fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
