@@ -54,10 +54,18 @@ def label(scheduler: str) -> str:
     return LABELS.get(scheduler, scheduler)
 
 
+def _color(scheduler: str):
+    """A fixed colour per scheduler (20 distinct ones), the same in every figure."""
+    names = list(LABELS)
+    index = names.index(scheduler) if scheduler in names else len(names) + sum(map(ord, scheduler))
+    return plt.get_cmap("tab20")(index % 20)
+
+
 def _style(scheduler: str) -> dict:
     if scheduler == "oracle":
         return {"linewidth": 1.6, "linestyle": "-", "marker": "D", "markersize": 4, "color": "black"}
-    return LEARNED_STYLE if scheduler.startswith(("eat", "dsac", "sac", "authors_")) else HEURISTIC_STYLE
+    base = LEARNED_STYLE if scheduler.startswith(("eat", "dsac", "sac", "authors_")) else HEURISTIC_STYLE
+    return {**base, "color": _color(scheduler)}
 
 
 def plot_metric_vs(
@@ -138,9 +146,9 @@ def plot_tradeoff(records: pd.DataFrame, path: str | Path, title: str = "") -> P
         style = {**_style(sched), "markersize": 3}
         (line,) = axes[0].plot(resp["key"], resp["mean"], label=label(sched), **style)
         axes[0].fill_between(resp["key"], resp["lo"], resp["hi"], color=line.get_color(), alpha=0.12)
-        axes[1].plot(qual["key"], qual["mean"], label=label(sched), color=line.get_color(), **style)
+        axes[1].plot(qual["key"], qual["mean"], label=label(sched), **style)
         counts = grp["steps"].value_counts(normalize=True).sort_index()
-        axes[2].plot(counts.index, counts.to_numpy(), color=line.get_color(), label=label(sched), **style)
+        axes[2].plot(counts.index, counts.to_numpy(), label=label(sched), **style)
     axes[0].set(xlabel="denoising steps S", ylabel="response time (s)")
     axes[1].set(xlabel="denoising steps S", ylabel="quality q(S)")
     axes[2].set(xlabel="denoising steps S", ylabel="share of tasks")
