@@ -175,13 +175,7 @@ class Engine:
 
     def estimate(self, task: Task, servers: tuple[int, ...], steps: int) -> Estimate:
         """Expected start, duration and coldness of launching ``task`` now on ``servers``."""
-        start = self.now
-        for s in servers:
-            if self.free_at[s] > start:
-                start = self.free_at[s]
-        cold = not self.residency.is_warm(servers, task.model)
-        kinds = [self.kind_of[s] for s in servers]
-        return Estimate(start, self.profile.duration(kinds, task.model, task.resolution, steps, cold), cold)
+        return self.estimates(task, servers, (steps,))[0]
 
     def quality(self, steps: int) -> float:
         return self.quality_table[steps]

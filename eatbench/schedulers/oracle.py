@@ -143,6 +143,18 @@ class OracleScheduler(Scheduler):
         self._next += 1
         return Decision(tid, steps, servers)
 
+    def _solver(self, cp_model):
+        """A CP-SAT solver with a deterministic work limit (not wall time) and a fixed seed: the
+        same episode gives the same schedule on any machine and under any load. With several
+        workers, subsolvers take turns on one thread (better schedules on long episodes;
+        ``workers=1``, one plain search, proves small episodes optimal faster)."""
+        solver = cp_model.CpSolver()
+        solver.parameters.max_deterministic_time = self.time_limit_s
+        solver.parameters.random_seed = 0
+        solver.parameters.num_workers = self.workers
+        solver.parameters.interleave_search = self.workers > 1
+        return solver
+
     def summary_extra(self) -> dict[str, float]:
         """Solver figures for the run's summary (see ``Engine.summary``)."""
         return dict(self._stats)
@@ -320,15 +332,7 @@ class OracleScheduler(Scheduler):
                 m.add(first_id[s] <= first_id[s + 1])
         self._hint(m, engine, steps, x, start, arc, warm_lit)
 
-        solver = cp_model.CpSolver()
-        # a deterministic work limit (not wall time) and a fixed seed: the same episode gives
-        # the same schedule on any machine and under any load
-        solver.parameters.max_deterministic_time = self.time_limit_s
-        solver.parameters.random_seed = 0
-        solver.parameters.num_workers = self.workers
-        # several subsolvers take turns on one thread (better schedules on long episodes;
-        # workers=1, one plain search, proves small episodes optimal faster)
-        solver.parameters.interleave_search = self.workers > 1
+        solver = self._solver(cp_model)
         t0 = time.perf_counter()
         status = solver.solve(m)
         solve_s = time.perf_counter() - t0
@@ -567,13 +571,7 @@ class OracleScheduler(Scheduler):
                     reward_terms.append(lit * int(round(rc.w_q * engine.quality(st) * R)))
         m.maximize(sum(reward_terms))
 
-        solver = cp_model.CpSolver()
-        # a deterministic work limit (not wall time) and a fixed seed: the same episode gives
-        # the same schedule on any machine and under any load
-        solver.parameters.max_deterministic_time = self.time_limit_s
-        solver.parameters.random_seed = 0
-        solver.parameters.num_workers = self.workers
-        solver.parameters.interleave_search = self.workers > 1
+        solver = self._solver(cp_model)
         t0 = time.perf_counter()
         status = solver.solve(m)
         solve_s = time.perf_counter() - t0
