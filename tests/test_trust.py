@@ -152,3 +152,18 @@ def test_report_refuses_the_committed_folder_from_a_dirty_tree(monkeypatch, tmp_
     # elsewhere (a quick run's folder) it writes, and still says so
     other = markdown.write_report(tmp_path / "quick", tmp_path / "none")
     assert "uncommitted changes" in other.read_text().splitlines()[0]
+
+
+def test_training_seed_aggregates_use_rliables_iqm_and_probability_of_improvement():
+    from scipy.stats import trim_mean
+
+    from eatbench.stats import iqm_interval, probability_of_improvement
+
+    scores = [10.0, 12.0, 11.0, 30.0, 9.0, 10.5]  # one outlier seed
+    iv = iqm_interval(scores)
+    assert iv.estimate == pytest.approx(trim_mean(scores, 0.25)) and iv.n == 6
+    assert iv.low <= iv.estimate <= iv.high
+    assert math.isnan(iqm_interval([1.0, 2.0]).low)  # no interval under 3 training seeds
+    faster, slower = [40.0, 42.0, 41.0, 39.0, 43.0], [60.0, 58.0, 61.0, 59.0, 62.0]
+    assert probability_of_improvement(faster, slower, lower_is_better=True) == 1.0
+    assert probability_of_improvement(slower, faster, lower_is_better=True) == 0.0
