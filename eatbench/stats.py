@@ -114,19 +114,7 @@ def mean_interval(values: Sequence[float], metric: str = "") -> Interval:
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
     """Mean of ``a - b`` over paired seeds (same task stream), with its 95% interval.
     Pairs where either value is not finite are dropped."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    keep = np.isfinite(xa) & np.isfinite(xb)
-    d = xa[keep] - xb[keep]
-    n = len(d)
-    if n == 0:
-        return NAN_INTERVAL
-    est = float(d.mean())
-    if n < MIN_SEEDS:
-        return Interval(est, math.nan, math.nan, n)
-    if np.ptp(d) == 0:
-        return Interval(est, est, est, n)
-    low, high = _bootstrap((d,), lambda x, axis: x.mean(axis=axis), paired=False)
-    return Interval(est, low, high, n)
+    return mean_interval(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), "diff_")
 
 
 def paired_reduction(target: Sequence[float], baseline: Sequence[float]) -> Interval:

@@ -143,17 +143,27 @@ class OracleScheduler(Scheduler):
         self._next += 1
         return Decision(tid, steps, servers)
 
-    def _solver(self, cp_model):
-        """A CP-SAT solver with a deterministic work limit (not wall time) and a fixed seed: the
-        same episode gives the same schedule on any machine and under any load. With several
-        workers, subsolvers take turns on one thread (better schedules on long episodes;
-        ``workers=1``, one plain search, proves small episodes optimal faster)."""
+    def _run_solver(self, cp_model, model) -> tuple:
+        """Solve ``model``: ``(solver, status, wall seconds)``; raises when no schedule was found.
+
+        A deterministic work limit (not wall time) and a fixed seed: the same episode gives the
+        same schedule on any machine and under any load. With several workers, subsolvers take
+        turns on one thread (better schedules on long episodes; ``workers=1``, one plain
+        search, proves small episodes optimal faster)."""
         solver = cp_model.CpSolver()
         solver.parameters.max_deterministic_time = self.time_limit_s
         solver.parameters.random_seed = 0
         solver.parameters.num_workers = self.workers
         solver.parameters.interleave_search = self.workers > 1
-        return solver
+        t0 = time.perf_counter()
+        status = solver.solve(model)
+        solve_s = time.perf_counter() - t0
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            raise RuntimeError(
+                f"scheduler=oracle found no schedule within time_limit_s={self.time_limit_s} "
+                f"(solver status {solver.status_name(status)}); raise scheduler.params.time_limit_s"
+            )
+        return solver, status, solve_s
 
     def summary_extra(self) -> dict[str, float]:
         """Solver figures for the run's summary (see ``Engine.summary``)."""
@@ -332,15 +342,7 @@ class OracleScheduler(Scheduler):
                 m.add(first_id[s] <= first_id[s + 1])
         self._hint(m, engine, steps, x, start, arc, warm_lit)
 
-        solver = self._solver(cp_model)
-        t0 = time.perf_counter()
-        status = solver.solve(m)
-        solve_s = time.perf_counter() - t0
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            raise RuntimeError(
-                f"scheduler=oracle found no schedule within time_limit_s={self.time_limit_s} "
-                f"(solver status {solver.status_name(status)}); raise scheduler.params.time_limit_s"
-            )
+        solver, status, solve_s = self._run_solver(cp_model, m)
         plan: dict[int, tuple[tuple[int, ...], list[int]]] = {}
         for j in range(n):
             g = next(key[1] for key in dur if key[0] == j and solver.boolean_value(x[key]))
@@ -571,15 +573,7 @@ class OracleScheduler(Scheduler):
                     reward_terms.append(lit * int(round(rc.w_q * engine.quality(st) * R)))
         m.maximize(sum(reward_terms))
 
-        solver = self._solver(cp_model)
-        t0 = time.perf_counter()
-        status = solver.solve(m)
-        solve_s = time.perf_counter() - t0
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            raise RuntimeError(
-                f"scheduler=oracle found no schedule within time_limit_s={self.time_limit_s} "
-                f"(solver status {solver.status_name(status)}); raise scheduler.params.time_limit_s"
-            )
+        solver, status, solve_s = self._run_solver(cp_model, m)
         order = sorted(range(n), key=lambda j: sum(solver.boolean_value(before[i, j]) for i in range(n) if i != j))
         timed = []
         for j in order:
