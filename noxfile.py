@@ -8,7 +8,7 @@ with ``sys.executable``, so ``nox`` uses the interpreter that has eatbench insta
                                  written to results/quick (never over the committed report)
     nox -s reproduce -- --retrain   retrain the learned schedulers even if checkpoints exist
     nox -s report                rebuild reports/REPORT.md from reports/results
-    nox -s lint                  ruff check + ruff format --check
+    nox -s lint                  ruff check + ruff format --check + lint-imports (the layers in pyproject.toml)
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def lint(session: nox.Session) -> None:
     files = session.posargs or ["."]
     session.run(PY, "-m", "ruff", "check", *files)
     session.run(PY, "-m", "ruff", "format", "--check", *files)
+    session.run("lint-imports", external=True)  # the layer contract in pyproject.toml [tool.importlinter]
 
 
 def _missing_checkpoint(name: str) -> bool:

@@ -3,8 +3,6 @@
 import pytest
 from _figures import check_figure
 
-pytestmark = pytest.mark.eat_figure("F1")
-
 
 def test_f1_response_time_vs_rate(eat_session):
     runs = check_figure(eat_session, "paper_rates", "F1", "rate", ("response_mean", "response_p90"))

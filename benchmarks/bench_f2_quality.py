@@ -1,9 +1,6 @@
 """F2: mean quality q(S) vs arrival rate (same runs as F1; a task without an image scores 0)."""
 
-import pytest
 from _figures import check_figure
-
-pytestmark = pytest.mark.eat_figure("F2")
 
 
 def test_f2_quality_vs_rate(eat_session):

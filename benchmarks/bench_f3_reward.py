@@ -1,9 +1,6 @@
 """F3: the paper reward per episode vs arrival rate (same runs as F1)."""
 
-import pytest
 from _figures import check_figure
-
-pytestmark = pytest.mark.eat_figure("F3")
 
 
 def test_f3_reward_vs_rate(eat_session):

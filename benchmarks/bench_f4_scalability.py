@@ -1,9 +1,6 @@
 """F4: scalability at matched utilisation, N = 4, 8, 16, 32 (rate and tasks scaled with N)."""
 
-import pytest
 from _figures import check_figure
-
-pytestmark = pytest.mark.eat_figure("F4")
 
 
 def test_f4_scalability(eat_session):

@@ -5,8 +5,6 @@ import math
 
 import pytest
 
-pytestmark = pytest.mark.eat_figure("F5")
-
 
 def test_f5_training_curves(eat_session):
     from eatbench.report.aggregate import CHECKPOINT_DIR, load_training_curves

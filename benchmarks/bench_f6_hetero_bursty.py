@@ -1,9 +1,6 @@
 """F6: heterogeneous 8-server cluster (hetero8) under bursty Gamma arrivals (CV 3)."""
 
-import pytest
 from _figures import check_figure
-
-pytestmark = pytest.mark.eat_figure("F6")
 
 
 def test_f6_hetero_bursty(eat_session):

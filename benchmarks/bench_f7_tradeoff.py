@@ -1,9 +1,5 @@
 """F7: latency-quality trade-off from per-task records: steps chosen vs response and quality."""
 
-import pytest
-
-pytestmark = pytest.mark.eat_figure("F7")
-
 
 def test_f7_steps_response_quality(eat_session):
     from eatbench.report.aggregate import load_records

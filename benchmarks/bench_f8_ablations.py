@@ -3,8 +3,6 @@
 import pytest
 from _figures import check_figure
 
-pytestmark = pytest.mark.eat_figure("F8")
-
 
 def test_f8_ablations(eat_session):
     result = eat_session.sweep("ablations")

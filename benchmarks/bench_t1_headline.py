@@ -5,8 +5,6 @@ import math
 
 import pytest
 
-pytestmark = pytest.mark.eat_figure("T1")
-
 
 def test_t1_reduction_vs_baselines(eat_session):
     from eatbench.report.aggregate import pairwise_table, reduction_table

@@ -7,12 +7,12 @@ launcher overrides work as in any Hydra app).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from eatbench.compose import conf_dir
+from eatbench.commands import CHECKS, COMMANDS, FLAGS, OPTIONS, TAKES_SWEEPS, command  # noqa: F401  (re-exported)
+from eatbench.compose import conf_dir, group_options
 from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
 
 USAGE = """usage: eatbench <command> [key=value ...] [-m]
@@ -31,44 +31,8 @@ output: result files in output.root (default reports/results), the report beside
 tab completion (bash): eval "$(eatbench run -sc install=bash)"
 """
 
-#: command name -> (one-line help, task function taking the composed config)
-COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {}
-#: command name -> its own ``--flags`` (flag -> takes a value), taken out before Hydra parses the rest
-FLAGS: dict[str, dict[str, bool]] = {}
-#: the flags of the running command (``--wandb-report-json PATH`` -> ``{"wandb_report_json": "PATH"}``)
-OPTIONS: dict[str, object] = {}
-#: commands that run a grid themselves and take sweep overrides (``scheduler=a,b``) without ``-m``
-TAKES_SWEEPS: set[str] = set()
-#: command name -> a check of its validated config run before Hydra starts (raises ConfigError)
-CHECKS: dict[str, Callable[[ExperimentConfig], None]] = {}
 #: how many composed variants of a sweep (-m) are checked up front at most
 MAX_PRECHECKS = 32
-
-
-def command(
-    name: str,
-    help: str,
-    flags: dict[str, bool] | None = None,
-    takes_sweeps: bool = False,
-    check: Callable[[ExperimentConfig], None] | None = None,
-) -> Callable:
-    """Register ``fn`` as ``eatbench <name>``; ``flags`` are its own ``--flag`` options
-    (``True``: takes a value), read by the task from :data:`OPTIONS`. With ``takes_sweeps``,
-    sweep overrides (``scheduler=a,b``) are kept from Hydra (which refuses them without
-    ``-m``) and given to the task as ``OPTIONS["sweeps"]``. ``check``: inspect the validated
-    config (and the files it names) before Hydra starts, so bad input fails with nothing
-    written under the output root."""
-
-    def add(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
-        COMMANDS[name] = (help, fn)
-        FLAGS[name] = dict(flags or {})
-        if takes_sweeps:
-            TAKES_SWEEPS.add(name)
-        if check is not None:
-            CHECKS[name] = check
-        return fn
-
-    return add
 
 
 def _take_sweeps(args: list[str]) -> tuple[list[str], list[str]]:
@@ -161,7 +125,7 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     from eatbench.cluster import Cluster
     from eatbench.profiles import QUALITY_CURVES
     from eatbench.runner import build_profile, k_options, slo_reference_kind
-    from eatbench.schedulers import SCHEDULERS
+    from eatbench.schedulers import SCHEDULERS, learned_names
     from eatbench.workload import generate_tasks
 
     cluster = Cluster.from_config(cfg.cluster)
@@ -185,7 +149,7 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     if cfg.scheduler.checkpoint not in (None, "auto") and not hasattr(cls, "load_checkpoint"):
         raise ConfigError(
             f"checkpoint={cfg.scheduler.checkpoint!r} is invalid with scheduler={cfg.scheduler.name!r} (it learns "
-            "nothing); allowed: no checkpoint, or a learned scheduler (eat, dsac, sac, eat_nodiff, eat_wide)"
+            f"nothing); allowed: no checkpoint, or a learned scheduler ({', '.join(learned_names())})"
         )
     path = cls.checkpoint_file(cfg)
     if path and not Path(path).is_file():
@@ -318,7 +282,7 @@ def _explain_compose_error(err: ConfigError) -> str:
         key = m.group(1)
         group = conf_dir() / key
         if group.is_dir():  # a config group that the defaults list does not select
-            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+            options = ", ".join(group_options(key))
             return f"{key}=... is invalid: {key} is a config group added with +; allowed: +{key}=<{options}>"
         parent, _, leaf = key.rpartition(".")
         node: object = ExperimentConfig()

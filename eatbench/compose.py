@@ -22,6 +22,12 @@ def conf_dir() -> Path:
     return path
 
 
+def group_options(group: str) -> list[str]:
+    """The options of config group ``group`` (``experiment``, ``scheduler``, ...): the YAML
+    file stems in ``conf/<group>/``, sorted. The one place that lists them."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
 def compose_raw(overrides: Sequence[str] = (), experiment: str | None = None) -> DictConfig:
     """The composed config (with its ``hydra`` node) for ``overrides``."""
     from hydra import compose, initialize_config_dir
@@ -32,7 +38,7 @@ def compose_raw(overrides: Sequence[str] = (), experiment: str | None = None) ->
     register_configs()
     overrides = list(overrides)
     if experiment:
-        available = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+        available = group_options("experiment")
         if experiment not in available:
             raise ConfigError(f"unknown experiment {experiment!r}; allowed: {', '.join(available)}")
         overrides = [f"+experiment={experiment}", *overrides]
@@ -47,12 +53,16 @@ def compose_raw(overrides: Sequence[str] = (), experiment: str | None = None) ->
 
 
 def compose_experiment(overrides: Sequence[str] = (), experiment: str | None = None) -> ExperimentConfig:
-    """A validated ``ExperimentConfig`` from ``conf/`` plus Hydra ``overrides``."""
+    """A validated ``ExperimentConfig`` from ``conf/`` plus Hydra ``overrides``, its
+    registry names (scheduler, backend, profile, quality curve) and backend parameters
+    checked too (``eatbench.runner.check_registered``)."""
+    from eatbench.runner import check_registered  # the registries import torch: only when composing
+
     raw = compose_raw(overrides, experiment)
     data = OmegaConf.to_container(raw, resolve=False)
     assert isinstance(data, dict)
     data.pop("hydra", None)
-    return to_experiment_config(OmegaConf.create(data))
+    return check_registered(to_experiment_config(OmegaConf.create(data)))
 
 
 def sweep_params(raw: DictConfig) -> dict[str, list[str]]:

@@ -310,16 +310,15 @@ def server_kinds(cluster: ClusterConfig) -> list[str]:
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check values and cross-field constraints; raise ``ConfigError`` naming the field.
 
+    Names looked up in registries (scheduler, backend, profile, quality curve) and the
+    backend's own parameters are checked where things are built
+    (``eatbench.runner.check_registered``), so this module imports no registry.
+
     Also folds the ``checkpoint`` shorthand into ``scheduler.checkpoint`` (it wins over the
     scheduler file's ``auto``), so everything downstream reads ``scheduler.checkpoint`` only.
     """
-    from eatbench.backends import BACKENDS
-
     if cfg.checkpoint and cfg.checkpoint != "auto" and cfg.scheduler.checkpoint != cfg.checkpoint:
         cfg = dataclasses.replace(cfg, scheduler=dataclasses.replace(cfg.scheduler, checkpoint=cfg.checkpoint))
-    from eatbench.profiles import PROFILES, QUALITY_CURVES
-    from eatbench.schedulers import SCHEDULERS
-
     check_finite(cfg)
     for fieldname, name in (
         ("experiment", cfg.experiment),
@@ -437,20 +436,6 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("workload.slo_steps", w.slo_steps, "an integer >= 1")
     _validate_scheduler_params(cfg)
 
-    if cfg.scheduler.name not in SCHEDULERS:
-        _fail("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
-    if cfg.backend.name not in BACKENDS:
-        _fail("backend.name", cfg.backend.name, ", ".join(BACKENDS.names()))
-    check_params = getattr(BACKENDS.get_class(cfg.backend.name), "check_params", None)
-    if check_params is not None:  # e.g. the gpu backend: model, devices, ... before any worker starts
-        try:
-            check_params(dict(cfg.backend.params))
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-    if cfg.profile.name not in PROFILES:
-        _fail("profile.name", cfg.profile.name, ", ".join(PROFILES.names()))
-    if cfg.quality.name not in QUALITY_CURVES:
-        _fail("quality.name", cfg.quality.name, ", ".join(QUALITY_CURVES.names()))
     # a file that would be silently ignored, or a file-based choice without its file
     if (cfg.profile.name == "csv") != bool(cfg.profile.path):
         _fail("profile.path", cfg.profile.path, "a profile CSV path with profile.name=csv, else null")

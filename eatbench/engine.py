@@ -149,10 +149,6 @@ class Engine:
         w = self.config.window
         return list(q) if len(q) <= w else [q[i] for i in range(w)]
 
-    def is_available(self, server: int) -> bool:
-        """A server is available when no gang has reserved it (it may still be running)."""
-        return self.reserved_by[server] == FREE
-
     def idle_servers(self) -> list[int]:
         """Servers running nothing and reserved by nobody, in index order."""
         rt, rb = self.running_task, self.reserved_by

@@ -35,7 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eatbench.config import BackendConfig, ConfigError, config_to_dict, validate
 from eatbench.metrics import TaskRecord, percentile
+from eatbench.provenance import provenance
+from eatbench.runner import check_registered, run_experiment
 
 #: Target of the fidelity figure on real GPUs (percent, per the project's design brief).
 TARGET_PCT = 10.0
@@ -227,8 +230,6 @@ class FidelityReport:
 def sim_twin(cfg: Any) -> Any:
     """A copy of the ``ExperimentConfig`` ``cfg`` that runs on ``backend=sim`` (everything
     else, seed and scheduler included, unchanged)."""
-    from eatbench.config import BackendConfig
-
     twin = copy.deepcopy(cfg)
     twin.backend = BackendConfig(name="sim", params={})
     return twin
@@ -252,11 +253,7 @@ def run_fidelity(
     :param seeds: the seeds (default ``[cfg.seed]``); each changes the workload.
     :param progress: print one line per run.
     """
-    from eatbench.config import ConfigError, config_to_dict, validate
-    from eatbench.provenance import provenance
-    from eatbench.runner import run_experiment
-
-    cfg = validate(cfg)
+    cfg = check_registered(validate(cfg))
     if cfg.backend.name != "gpu":
         raise ConfigError(
             f"backend.name={cfg.backend.name!r} is invalid for a fidelity run; allowed: gpu "

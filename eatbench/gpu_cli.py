@@ -36,7 +36,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from eatbench.cli import command
+from eatbench.commands import command
 from eatbench.config import ConfigError, ExperimentConfig, server_kinds, to_experiment_config
 
 
@@ -114,6 +114,8 @@ def split_config(raw: DictConfig | dict, namespace: str) -> tuple[ExperimentConf
 
     :raises ConfigError: an unknown option, a wrong type, or another command's namespace.
     """
+    from eatbench.runner import check_registered  # the registries import torch: only when a command runs
+
     data = OmegaConf.to_container(raw, resolve=False) if isinstance(raw, DictConfig) else dict(raw)
     assert isinstance(data, dict)
     data.pop("hydra", None)
@@ -133,7 +135,7 @@ def split_config(raw: DictConfig | dict, namespace: str) -> tuple[ExperimentConf
         args = OmegaConf.to_object(merged)
     except Exception as err:  # omegaconf names the key and the expected type
         raise ConfigError(f"{namespace}: {str(err).splitlines()[0]}") from err
-    return to_experiment_config(OmegaConf.create(data)), args
+    return check_registered(to_experiment_config(OmegaConf.create(data))), args
 
 
 def _require_gpu_backend(cfg: ExperimentConfig, what: str) -> dict[str, Any]:

@@ -7,8 +7,7 @@ pandas, matplotlib, wandb) is imported when pytest loads this module.
 Options (one ``eatbench`` group): ``--backend`` (alias ``--eat-backend``), ``--eat-experiment``,
 ``--eat-override``, ``--eat-scheduler``, ``--eat-seeds``, ``--eat-report``, ``--eat-wandb``,
 ``--eat-quick``. Sweeps show their progress through pytest's terminal reporter.
-Markers: ``eat_figure(ID)``, ``eatbench(experiment=..., overrides=[...], <config field>=...)``,
-``gpu``, ``slow``.
+Markers: ``eatbench(experiment=..., overrides=[...], <config field>=...)``, ``gpu``, ``slow``.
 """
 
 from __future__ import annotations
@@ -24,13 +23,11 @@ from typing import Any
 import pytest
 
 BACKENDS = ("sim", "gpu")
-WANDB_MODES = ("offline", "online", "disabled")
 DEFAULT_EXPERIMENT = "paper_rates"
 DEFAULT_SEEDS = 30
 DEFAULT_REPORT_DIR = "reports"
 QUICK_REPORT_DIR = "results/quick"
 MARKERS = (
-    "eat_figure(id): the report figure or table a benchmark produces (F1..F8, T1)",
     "eatbench(experiment=None, overrides=(), **fields): config for the eat_* fixtures; fields are "
     "ExperimentConfig fields (seed=3, workload={'rate': 0.05})",
     "gpu: needs the real-GPU backend (--backend=gpu) and a CUDA device",
@@ -47,6 +44,8 @@ def parse_backend(value: str) -> str:
 
 
 def parse_wandb(value: str) -> str:
+    from eatbench.config import WANDB_MODES
+
     if value not in WANDB_MODES:
         raise argparse.ArgumentTypeError(f"unknown W&B mode {value!r}; allowed: {', '.join(WANDB_MODES)}")
     return value
@@ -64,11 +63,11 @@ def parse_seeds(value: str) -> int:
 
 def parse_experiment(value: str) -> str:
     """A ``conf/experiment/<value>.yaml`` name."""
-    from eatbench.compose import conf_dir
+    from eatbench.compose import group_options
     from eatbench.config import ConfigError
 
     try:
-        names = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+        names = group_options("experiment")
     except ConfigError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     if value not in names:
@@ -79,11 +78,11 @@ def parse_experiment(value: str) -> str:
 def parse_scheduler(value: str) -> str:
     """A scheduler with a ``conf/scheduler/<value>.yaml`` (its class must be registered by the
     time the sweep runs, e.g. imported from a ``conftest.py``)."""
-    from eatbench.compose import conf_dir
+    from eatbench.compose import group_options
     from eatbench.config import ConfigError
 
     try:
-        names = sorted(p.stem for p in (conf_dir() / "scheduler").glob("*.yaml"))
+        names = group_options("scheduler")
     except ConfigError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     if value not in names:

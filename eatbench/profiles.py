@@ -69,9 +69,6 @@ class LatencyProfile:
         return LatencyProfile(self.rows, self.name, gpu_kinds)
 
     # -- lookup ---------------------------------------------------------------------
-    def kinds(self) -> set[str]:
-        return {r.gpu_kind for r in self.rows}
-
     def coefficients(self, gpu_kind: str, model: str, resolution: int, k: int) -> tuple[float, float, float]:
         """``(step_s, fixed_s, cold_start_s)`` for one GPU kind, in seconds."""
         key = (gpu_kind, model, resolution, k)
@@ -204,20 +201,36 @@ class LatencyProfile:
 
     def to_csv(self, path: str | Path, comment: str = "") -> None:
         """Write the table (``comment`` lines first, as ``# ...``), atomically."""
-        import io
-        import os
+        rows = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()} for r in self.rows]
+        write_profile_csv(path, rows, notes=comment.splitlines())
 
-        path = Path(path)
-        f = io.StringIO()
-        for line in comment.splitlines():
-            f.write(f"# {line}\n")
-        w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for r in self.rows:
-            w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()})
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(f.getvalue())
-        os.replace(tmp, path)  # a crash leaves the old file or the new one, never a partial one
+
+def write_profile_csv(
+    path: str | Path,
+    rows: Sequence[dict],
+    columns: Sequence[str] = PROFILE_COLUMNS,
+    notes: Sequence[str] = (),
+) -> None:
+    """Write a profile CSV atomically: ``notes`` as ``# ...`` lines, the header ``columns``
+    (``PROFILE_COLUMNS`` first; extra columns such as ``batch`` after them), then ``rows``
+    (keys beyond ``columns`` are left out). The one writer of the format ``from_csv`` reads
+    (``LatencyProfile.to_csv`` and ``eatbench profile``). A crash leaves the old file or
+    the new one, never a partial one."""
+    import io
+    import os
+
+    if tuple(columns[: len(PROFILE_COLUMNS)]) != PROFILE_COLUMNS:
+        raise ValueError(f"profile CSV columns={list(columns)} are invalid; allowed: {', '.join(PROFILE_COLUMNS)}, ...")
+    path = Path(path)
+    f = io.StringIO()
+    for line in notes:
+        f.write(f"# {line}\n")
+    w = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(f.getvalue())
+    os.replace(tmp, path)
 
 
 # -- built-in profiles ------------------------------------------------------------------

@@ -28,6 +28,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from eatbench.stats import mean_ci95
+
 CURVE_COLUMNS = ("steps", "quality", "quality_ci95", "fid", "n")
 
 
@@ -238,18 +240,6 @@ def fid(real: Any, fake: Any, feature: Any, batch_size: int = 64, image_size: in
     meter.update(real, real=True)
     meter.update(fake, real=False)
     return meter.compute()
-
-
-def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% confidence interval."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = sum(values) / n
-    if n == 1:
-        return mean, math.nan
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, 1.96 * math.sqrt(var / n)
 
 
 def measure_quality_curve(

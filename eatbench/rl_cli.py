@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from eatbench.cli import command
+from eatbench.commands import command
 from eatbench.config import ConfigError, ExperimentConfig, to_experiment_config
 
 

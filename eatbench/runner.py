@@ -20,10 +20,17 @@ from pathlib import Path
 
 from eatbench.backends import BACKENDS, BackendContext
 from eatbench.cluster import Cluster
-from eatbench.config import ConfigError, ExperimentConfig, config_to_dict, resolve_path, validate
+from eatbench.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_to_dict,
+    resolve_path,
+    to_experiment_config,
+    validate,
+)
 from eatbench.engine import Engine
 from eatbench.metrics import RECORD_FIELDS, TaskRecord
-from eatbench.profiles import QUALITY_CURVES, LatencyProfile, load_profile
+from eatbench.profiles import PROFILES, QUALITY_CURVES, LatencyProfile, load_profile
 from eatbench.provenance import provenance
 from eatbench.schedulers import SCHEDULERS, Scheduler
 from eatbench.workload import generate_tasks
@@ -38,6 +45,35 @@ class RunResult:
     summary: dict[str, float]
     meta: dict
     out_dir: Path | None = None
+
+
+def _invalid(fieldname: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{fieldname}={value!r} is invalid; allowed: {allowed}")
+
+
+def check_registered(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check the names ``cfg`` looks up in registries (scheduler, backend, latency profile,
+    quality curve) and the backend's own parameters (the gpu backend: model, devices, ...),
+    before anything is built or any worker starts. Raises ``ConfigError`` naming the field
+    and the allowed values; returns ``cfg``.
+
+    ``eatbench.config.validate`` checks everything else; it imports no registry.
+    """
+    if cfg.scheduler.name not in SCHEDULERS:
+        raise _invalid("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
+    if cfg.backend.name not in BACKENDS:
+        raise _invalid("backend.name", cfg.backend.name, ", ".join(BACKENDS.names()))
+    check_params = getattr(BACKENDS.get_class(cfg.backend.name), "check_params", None)
+    if check_params is not None:  # e.g. the gpu backend: model, devices, ... before any worker starts
+        try:
+            check_params(dict(cfg.backend.params))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    if cfg.profile.name not in PROFILES:
+        raise _invalid("profile.name", cfg.profile.name, ", ".join(PROFILES.names()))
+    if cfg.quality.name not in QUALITY_CURVES:
+        raise _invalid("quality.name", cfg.quality.name, ", ".join(QUALITY_CURVES.names()))
+    return cfg
 
 
 def k_options(cfg: ExperimentConfig, n_servers: int) -> list[int]:
@@ -55,6 +91,8 @@ def build_profile(cfg: ExperimentConfig, cluster: Cluster) -> LatencyProfile:
 
 def make_scheduler(cfg: ExperimentConfig) -> Scheduler:
     """Instantiate the configured scheduler (and load its checkpoint, if any)."""
+    if cfg.scheduler.name not in SCHEDULERS:
+        raise _invalid("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
     try:
         scheduler = SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
     except (TypeError, ValueError) as err:
@@ -78,6 +116,7 @@ def slo_reference_kind(kind_of: list[str]) -> str:
 
 def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
     """Cluster, workload, profile, backend and engine for one seed of ``cfg``."""
+    check_registered(cfg)
     cluster = Cluster.from_config(cfg.cluster)
     profile = build_profile(cfg, cluster)
     quality = QUALITY_CURVES.create(cfg.quality.name, path=cfg.quality.path)
@@ -148,7 +187,7 @@ def run_experiment(
     :param resume: if the run's ``summary.json`` already exists, load it instead of running.
     :param out_dir: where to write (default :func:`run_dir`; a sweep passes it to hash once per point).
     """
-    cfg = validate(cfg)
+    cfg = check_registered(validate(cfg))
     write = cfg.output.write if write is None else write
     out = (out_dir or run_dir(cfg)) if write else None
     if out is not None and resume and cfg.output.resume and (out / "summary.json").is_file():
@@ -222,8 +261,6 @@ def load_summary(out: Path) -> tuple[dict, dict]:
 
 def load_run(out: Path) -> RunResult:
     """Read a finished run's files back."""
-    from eatbench.config import to_experiment_config
-
     payload = json.loads((out / "summary.json").read_text())
     records = []
     with (out / "records.csv").open(newline="") as f:

@@ -169,3 +169,17 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float], lower_is_
     if lower_is_better:
         a, b = -a, -b
     return float(rmetrics.probability_of_improvement(a.reshape(-1, 1), b.reshape(-1, 1)))
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation 95% confidence interval
+    (``1.96 * sd / sqrt(n)``; nan for fewer than two values). For per-image scores (many
+    values, e.g. CLIP scores of a quality curve); seeds use :func:`mean_interval`."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, 1.96 * math.sqrt(var / n)

@@ -6,9 +6,10 @@ Each job is one ``run_experiment`` call that writes its own result files
 (``records.csv``, then ``summary.json`` atomically); a finished job is skipped on a rerun, so
 an interrupted sweep resumes where it stopped without losing anything.
 
-Learned schedulers (``eat``, ``dsac``, ``sac``, ablations) listed by an experiment are included
-when they are registered, have a ``conf/scheduler/<name>.yaml`` and their checkpoint exists;
-otherwise they are skipped and the reason is kept in :attr:`SweepResult.skipped`.
+Learned schedulers (``eatbench.schedulers.is_learned``: ``eat``, ``dsac``, ``sac``, ablations)
+listed by an experiment are included when they are registered, have a
+``conf/scheduler/<name>.yaml`` and their checkpoint exists; otherwise they are skipped and
+the reason is kept in :attr:`SweepResult.skipped`.
 
 Also a command line: ``python -m eatbench.sweep paper_rates --seeds 5 --root reports/results``.
 """
@@ -27,12 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eatbench.compose import compose_experiment, compose_raw, conf_dir, split_sweep_overrides, sweep_params
+from eatbench.compose import (
+    compose_experiment,
+    compose_raw,
+    conf_dir,
+    split_sweep_overrides,
+    sweep_params,
+)
 from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_kinds, validate
-from eatbench.runner import RunResult, run_dir, run_experiment
+from eatbench.runner import RunResult, load_summary, make_scheduler, run_dir, run_experiment
+from eatbench.schedulers import SCHEDULERS, is_learned
 
-#: schedulers that need a trained checkpoint; skipped (not failed) when absent from a grid.
-LEARNED = ("eat", "dsac", "sac", "eat_nodiff", "eat_wide", "authors_eat", "authors_dsac", "authors_sac")
 #: every figure experiment, in report order (``--all`` runs these).
 FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations")
 #: reference experiments beside the figures: the authors' own policies (needs their files,
@@ -54,15 +60,8 @@ class SweepResult:
     root: Path | None = None
 
 
-def experiment_names() -> list[str]:
-    """The experiments in ``conf/experiment/``."""
-    return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
-
-
 def scheduler_available(name: str) -> str | None:
     """``None`` if scheduler ``name`` can run, else the reason it cannot."""
-    from eatbench.schedulers import SCHEDULERS
-
     if not (conf_dir() / "scheduler" / f"{name}.yaml").is_file():
         return f"no conf/scheduler/{name}.yaml"
     if name not in SCHEDULERS:
@@ -234,7 +233,7 @@ def plan(
             reason = scheduler_available(name)
             if reason is None:
                 keep.append(name)
-            elif name in LEARNED:
+            elif is_learned(name):
                 skipped[name] = reason
             else:
                 raise ConfigError(f"experiment {experiment!r} lists scheduler {name!r}: {reason}")
@@ -334,8 +333,6 @@ def _worker_init() -> None:
 
 def _run_point(spec: _SweepSpec, group: list[str], on_result: Callable[[RunResult], None] | None) -> _PointOutcome:
     """Every seed of one point (one scheduler at one setting)."""
-    from eatbench.runner import load_summary, make_scheduler
-
     outcome = _PointOutcome(jobs=len(spec.seeds))
     composer = _COMPOSERS.get(spec.experiment)
     if composer is None:
@@ -344,7 +341,7 @@ def _run_point(spec: _SweepSpec, group: list[str], on_result: Callable[[RunResul
     cfg = dataclasses.replace(cfg, experiment=spec.name, output=dataclasses.replace(cfg.output, root=spec.root))
     check_checkpoint(cfg)
     scheduler = None
-    if cfg.scheduler.name in LEARNED:
+    if is_learned(cfg.scheduler.name):
         reason = _learned_loads(cfg, _LOADABLE)
         if reason is not None:
             if cfg.scheduler.name in spec.explicit:

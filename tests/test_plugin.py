@@ -128,7 +128,6 @@ def test_gpu_marker_is_skipped_on_sim_and_markers_are_registered(pytester):
         import pytest
 
         @pytest.mark.gpu
-        @pytest.mark.eat_figure("F1")
         @pytest.mark.slow
         def test_on_gpu():
             pass

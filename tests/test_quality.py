@@ -151,7 +151,9 @@ def test_fid_feeds_a_custom_extractor_resized_batches() -> None:
 
 
 def test_mean_ci95() -> None:
-    mean, ci = quality.mean_ci95([1.0, 2.0, 3.0])
+    from eatbench.stats import mean_ci95
+
+    mean, ci = mean_ci95([1.0, 2.0, 3.0])
     assert mean == 2.0 and ci == pytest.approx(1.96 * 1.0 / 3**0.5)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from eatbench.cli import OPTIONS, command
+from eatbench.commands import OPTIONS, command
 from eatbench.config import ConfigError
 
 DEFAULT_REPORT_DIR = Path("reports")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from eatbench.config import WANDB_MODES
 from eatbench.report.aggregate import TABLE_METRICS, load_meta, load_runs
 
 PROJECT = "eatbench"
@@ -41,7 +42,6 @@ PROJECT = "eatbench"
 HISTORY_METRICS = (*TABLE_METRICS, "tasks_done", "throughput", "goodput", "decision_time_mean_s")
 #: x values of a run: arrival rate (tasks/s) and cluster size.
 X_KEYS = ("rate", "n_servers")
-WANDB_MODES = ("offline", "online", "disabled")
 
 
 @dataclass

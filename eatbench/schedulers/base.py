@@ -68,3 +68,14 @@ class Scheduler(ABC):
 
 
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler")
+
+
+def is_learned(name: str) -> bool:
+    """True if the registered scheduler ``name`` loads a trained checkpoint (its class has
+    ``load_checkpoint``): the one definition of a learned scheduler."""
+    return name in SCHEDULERS and hasattr(SCHEDULERS.get_class(name), "load_checkpoint")
+
+
+def learned_names() -> list[str]:
+    """The registered learned schedulers (see :func:`is_learned`), sorted."""
+    return [name for name in SCHEDULERS.names() if is_learned(name)]

@@ -33,7 +33,6 @@ start parts (load, compile/warm-up) and the backend description.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-PROFILE_COLUMNS = ("gpu_kind", "model", "resolution", "k", "step_s", "fixed_s", "cold_start_s")
+from eatbench.profiles import PROFILE_COLUMNS, write_profile_csv
 
 
 @dataclass(frozen=True)
@@ -212,12 +211,7 @@ def measure_profile(
     columns = list(PROFILE_COLUMNS) + (["batch"] if tuple(batches) != (1,) else [])
     columns += ["weights", "shared_devices", "unet_calls"]
     os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
-    with open(out_csv, "w", newline="") as f:
-        for note in _notes(rows):
-            f.write(f"# {note}\n")
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    write_profile_csv(out_csv, rows, columns, _notes(rows))
     with open(out_csv + ".json", "w") as f:
         json.dump(
             {"backend": desc, "steps": steps, "repeats": repeats, "notes": _notes(rows), "rows": samples}, f, indent=1
