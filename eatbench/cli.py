@@ -124,7 +124,7 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     scheduler's parameters and its checkpoint file."""
     from eatbench.cluster import Cluster
     from eatbench.profiles import QUALITY_CURVES
-    from eatbench.runner import build_profile, k_options, slo_reference_kind
+    from eatbench.runner import build_profile, create_scheduler, k_options, slo_reference_kind
     from eatbench.schedulers import SCHEDULERS, learned_names
     from eatbench.workload import generate_tasks
 
@@ -141,10 +141,7 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     ks = k_options(cfg, len(cluster))
     for model, res, k in {(t.model, t.resolution, t.k) for t in tasks}:  # a trace's own models and sizes
         profile.check(cluster.kind_of, model, [res], [k] if k else ks)
-    try:
-        SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"scheduler.params: {err}") from err
+    create_scheduler(cfg)
     cls = SCHEDULERS.get_class(cfg.scheduler.name)
     if cfg.scheduler.checkpoint not in (None, "auto") and not hasattr(cls, "load_checkpoint"):
         raise ConfigError(
@@ -162,6 +159,11 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
                 f"cluster={cfg.cluster.name}`"
             )
         raise ConfigError(f"scheduler.checkpoint={path!r} is invalid; allowed: an existing policy file (.pt)")
+    if cfg.output.wandb != "disabled":  # only `eatbench report` logs to W&B
+        raise ConfigError(
+            f"output.wandb={cfg.output.wandb!r} is invalid for `eatbench run` (it logs nothing to W&B); allowed: "
+            "disabled (log finished runs with `eatbench report output.wandb=offline|online`)"
+        )
     root = Path(cfg.output.root)
     if cfg.output.write and root.exists() and not root.is_dir():
         raise ConfigError(f"output.root={cfg.output.root!r} is invalid (it is a file); allowed: a folder path")

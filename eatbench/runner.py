@@ -9,6 +9,7 @@ and atomically, so its presence marks a finished run: a rerun skips it (``resume
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,6 +24,8 @@ from eatbench.cluster import Cluster
 from eatbench.config import (
     ConfigError,
     ExperimentConfig,
+    TrainConfig,
+    WorkloadConfig,
     config_to_dict,
     resolve_path,
     to_experiment_config,
@@ -32,7 +35,7 @@ from eatbench.engine import Engine
 from eatbench.metrics import RECORD_FIELDS, TaskRecord
 from eatbench.profiles import PROFILES, QUALITY_CURVES, LatencyProfile, load_profile
 from eatbench.provenance import provenance
-from eatbench.schedulers import SCHEDULERS, Scheduler
+from eatbench.schedulers import SCHEDULERS, Scheduler, is_learned
 from eatbench.workload import generate_tasks
 
 
@@ -89,14 +92,29 @@ def build_profile(cfg: ExperimentConfig, cluster: Cluster) -> LatencyProfile:
     return profile
 
 
-def make_scheduler(cfg: ExperimentConfig) -> Scheduler:
-    """Instantiate the configured scheduler (and load its checkpoint, if any)."""
-    if cfg.scheduler.name not in SCHEDULERS:
-        raise _invalid("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
+def create_scheduler(cfg: ExperimentConfig) -> Scheduler:
+    """The configured scheduler built from ``scheduler.params`` (no checkpoint loaded yet).
+
+    A parameter the scheduler does not take is refused (the registry names the allowed
+    ones), and so is ``steps`` for a learned scheduler: its policy chooses the steps."""
+    name, params = cfg.scheduler.name, dict(cfg.scheduler.params)
+    if name not in SCHEDULERS:
+        raise _invalid("scheduler.name", name, ", ".join(SCHEDULERS.names()))
+    if "steps" in params and is_learned(name):
+        raise _invalid(
+            "scheduler.params.steps",
+            params["steps"],
+            f"no steps for the learned scheduler {name!r} (its policy chooses them)",
+        )
     try:
-        scheduler = SCHEDULERS.create(cfg.scheduler.name, **dict(cfg.scheduler.params))
+        return SCHEDULERS.create(name, **params)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"scheduler.params: {err}") from err
+
+
+def make_scheduler(cfg: ExperimentConfig) -> Scheduler:
+    """Instantiate the configured scheduler (and load its checkpoint, if any)."""
+    scheduler = create_scheduler(cfg)
     if cfg.scheduler.checkpoint:
         load = getattr(scheduler, "load_checkpoint", None)
         if load is None:
@@ -135,11 +153,39 @@ def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
     return Engine(cluster, tasks, backend, profile, quality.table(cfg.engine.max_steps), cfg.engine, w.horizon)
 
 
-def point_name(cfg: ExperimentConfig) -> str:
-    """A readable, unique name of the swept point (everything but scheduler and seed)."""
+#: workload keys that only one arrival process reads (the others ignore them)
+ARRIVAL_KEYS = {
+    "slot": ("bernoulli",),
+    "cv": ("gamma",),
+    "rate_low": ("cosine",),
+    "rate_high": ("cosine",),
+    "periods": ("cosine",),
+    "period_length": ("cosine",),
+}
+
+
+def identity(cfg: ExperimentConfig) -> dict:
+    """The config as it identifies a point's results: everything but scheduler, seed,
+    output and name, with the keys this run ignores set to their defaults, so that runs
+    that differ only in ignored keys share one folder. Ignored: ``train.*`` (``eatbench
+    run`` trains nothing; a learned scheduler's checkpoint counts by its contents, see
+    :func:`scheduler_digest`) and workload keys of other arrival processes (``cv`` unless
+    gamma, ``slot`` unless bernoulli, the cosine keys unless cosine). Keys left at their
+    defaults hash as before, so existing result folders keep their names."""
     d = config_to_dict(cfg)
     for key in ("seed", "scheduler", "output", "checkpoint", "experiment"):
         d.pop(key, None)
+    d["train"] = dataclasses.asdict(TrainConfig())
+    default_workload = WorkloadConfig()
+    for key, arrivals in ARRIVAL_KEYS.items():
+        if cfg.workload.arrival not in arrivals:
+            d["workload"][key] = getattr(default_workload, key)
+    return d
+
+
+def point_name(cfg: ExperimentConfig) -> str:
+    """A readable, unique name of the swept point (everything but scheduler and seed)."""
+    d = identity(cfg)
     # files named by the config count by their contents (a re-measured profile is a new point)
     for name, path in (
         ("profile", cfg.profile.path),

@@ -27,11 +27,13 @@ class RandomScheduler(Scheduler):
     """A random visible task, random k, random idle servers and random steps in
     [min_steps, max_steps]; waits when the chosen task does not fit.
 
+    It draws the steps, so it takes no ``steps`` parameter.
+
     :param wait_prob: probability of waiting at an epoch where a launch is possible.
     """
 
-    def __init__(self, steps: int = 20, wait_prob: float = 0.0) -> None:
-        super().__init__(steps)
+    def __init__(self, wait_prob: float = 0.0) -> None:
+        super().__init__()
         if isinstance(wait_prob, bool) or not isinstance(wait_prob, (int, float)) or not 0 <= wait_prob < 1:
             raise ValueError(f"scheduler.params.wait_prob={wait_prob!r} is invalid; allowed: a probability 0 <= p < 1")
         self.wait_prob = wait_prob
@@ -94,11 +96,13 @@ class GreedyScheduler(Scheduler):
     look-ahead that launches the (visible task, steps, k) with the highest paper reward
     on the default placement, among servers idle now; waits if nothing fits.
 
+    It chooses the steps itself, so it takes no ``steps`` parameter.
+
     :param step_grid: step counts to consider (default: every step in the allowed range).
     """
 
-    def __init__(self, steps: int = 20, step_grid: list[int] | None = None) -> None:
-        super().__init__(steps)
+    def __init__(self, step_grid: list[int] | None = None) -> None:
+        super().__init__()
         if step_grid is not None and (
             not isinstance(step_grid, (list, tuple))
             or not step_grid

@@ -65,15 +65,13 @@ def actor_state_of(blob: Any, source: str) -> dict:
 
 
 class AuthorsScheduler(Scheduler):
-    """One of the release's trained actors (``kind``: eat, dsac or sac).
-
-    :param steps: unused (the policy chooses the steps); kept for the common interface.
-    """
+    """One of the release's trained actors (``kind``: eat, dsac or sac). The policy chooses
+    the steps, so it takes no ``steps`` parameter."""
 
     kind: str = "eat"
 
-    def __init__(self, steps: int = 20) -> None:
-        super().__init__(steps)
+    def __init__(self) -> None:
+        super().__init__()
         self.actor: Any = None
         self.observer: ReleaseObservation | None = None
         self.path: str | None = None
