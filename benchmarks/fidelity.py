@@ -55,11 +55,11 @@ def experiment_overrides(
         f"scheduler={scheduler}",
         f"scheduler.params.steps={steps}",
         "backend=gpu",
-        f"backend.params.model_path={model_path}",
-        "backend.params.devices=cpu",
-        "backend.params.dtype=fp32",
-        "backend.params.save_images=false",
-        "backend.params.task_timeout_s=120",
+        f"backend.model_path={model_path}",
+        "backend.devices=cpu",
+        "backend.dtype=fp32",
+        "backend.save_images=false",
+        "backend.task_timeout_s=120",
         "output.write=false",
     ]
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     preamble = f"""\
 **This is a CPU / tiny-model run, not the GPU fidelity figure.** The "gpu" backend ran the
 tiny random SD-style pipeline (UNet widths 32/64, 64 px images, fp32, random weights) in
-two worker processes on the CPU (`backend.params.devices=cpu`, k=2 gangs over gloo). It
+two worker processes on the CPU (`backend.devices=cpu`, k=2 gangs over gloo). It
 shows the whole loop (measure a profile, run the same experiment on both backends,
 compare) working end to end, and how large the errors are on a small, shared, noisy CPU.
 

@@ -141,12 +141,59 @@ class EngineConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
 
 
+#: the backend whose settings ``BackendConfig`` types (the sim backend takes none)
+GPU_BACKEND = "gpu"
+
+
 @dataclass
 class BackendConfig:
-    """Execution backend by registry ``name`` (``sim`` or ``gpu``); ``params`` go to it."""
+    """Execution backend by registry ``name``: ``sim`` (virtual clock; takes no settings) or
+    ``gpu`` (diffusers pipelines, one worker process per server), whose typed settings follow.
+    A setting the chosen backend does not take must stay at its default (it is refused, not
+    ignored); the gpu backend checks the values (model found locally, devices present, ...)
+    once, before any worker starts (``eatbench.runner.check_registered``).
+
+    ``model_path``: a local pipeline directory or a repo id already in the HF cache, or
+    ``{model: path}`` per workload model. ``random_init``: ``sd15``/``sdxl``/``tiny`` random
+    weights instead (latency real, quality unavailable). ``devices``: ``auto``, ``cpu``,
+    ``cuda`` or a list (server i -> ``devices[i % n]``). ``dtype``: ``fp32``/``fp16``/``bf16``.
+    ``compile`` / ``cuda_graphs``: torch.compile the UNet call / replay it from CUDA graphs
+    (exclusive). ``split_cfg``: k even: CFG halves on different ranks. ``patch_halo``: latent
+    rows of context around row patches (null: a quarter of the height). Timeouts in seconds:
+    ``task_timeout_s`` (a job), ``cold_timeout_s`` (extra for a cold start), ``start_timeout_s``
+    (workers starting), ``collective_timeout_s`` (NCCL/gloo). ``warmup_resolutions``: sizes
+    (px) also warmed up at a cold start. ``compile_backend``: torch.compile backend.
+    ``guidance_scale``: classifier-free guidance. ``save_images``: PNGs under the run folder.
+    ``clip_model_path``: local CLIP model for per-task CLIP-score quality. ``check_psnr``: k > 1
+    also renders on one device for PSNR. ``cpu_threads``: torch threads per worker (null: 1 on
+    cpu, 2 with GPUs). ``time_steps``: per-step timings.
+    """
 
     name: str = "sim"
-    params: dict[str, Any] = field(default_factory=dict)
+    model_path: Any = None  # str | {model: str} | None (OmegaConf has no unions)
+    random_init: str | None = None
+    devices: Any = "auto"  # str | list[str]
+    dtype: str = "fp16"
+    compile: bool = False
+    cuda_graphs: bool = False
+    split_cfg: bool = True
+    patch_halo: int | None = None
+    task_timeout_s: float = 600.0
+    cold_timeout_s: float = 900.0
+    start_timeout_s: float = 300.0
+    collective_timeout_s: float = 600.0
+    warmup_resolutions: list[int] | None = None
+    compile_backend: str = "inductor"
+    guidance_scale: float = 7.5
+    save_images: bool = True
+    clip_model_path: str | None = None
+    check_psnr: bool = False
+    cpu_threads: int | None = None
+    time_steps: bool = True
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting but ``name``, as plain data (``{setting: value}``)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "name"}
 
 
 @dataclass
@@ -511,6 +558,10 @@ def to_experiment_config(cfg: DictConfig | ExperimentConfig | dict) -> Experimen
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         cfg = {k: v for k, v in dict(cfg).items() if k != "hydra"}
+        backend = cfg.get("backend")
+        if isinstance(backend, dict) and isinstance(backend.get("params"), dict):
+            # a result file written before the settings were typed: backend.params.X -> backend.X
+            cfg["backend"] = {**{k: v for k, v in backend.items() if k != "params"}, **backend["params"]}
         merged = OmegaConf.merge(schema, cfg)
     except Exception as err:  # omegaconf's errors name the key; re-raise uniformly
         raise ConfigError(_explain_omegaconf_error(err)) from err
@@ -536,8 +587,18 @@ def config_to_dict(cfg: ExperimentConfig) -> dict:
     """The resolved config as plain data (for result files): dicts, lists and scalars.
 
     The same data as ``OmegaConf.to_container(OmegaConf.structured(cfg))`` at a fraction of
-    the cost (it is called for every run of a sweep)."""
-    return _plain(dataclasses.asdict(cfg))
+    the cost (it is called for every run of a sweep), except the backend, which is written
+    as ``{"name": ..., "params": {the settings it takes}}`` (every typed setting for
+    ``gpu``; none for ``sim``), the shape result files have always had;
+    :func:`to_experiment_config` reads it back."""
+    d = _plain(dataclasses.asdict(cfg))
+    b = cfg.backend
+    settings = b.settings()
+    if b.name != GPU_BACKEND:  # a valid config of another backend leaves them all at their defaults
+        defaults = BackendConfig().settings()
+        settings = {k: v for k, v in settings.items() if v != defaults[k]}
+    d["backend"] = {"name": b.name, "params": settings}
+    return d
 
 
 def _plain(value: Any) -> Any:

@@ -231,7 +231,7 @@ def sim_twin(cfg: Any) -> Any:
     """A copy of the ``ExperimentConfig`` ``cfg`` that runs on ``backend=sim`` (everything
     else, seed and scheduler included, unchanged)."""
     twin = copy.deepcopy(cfg)
-    twin.backend = BackendConfig(name="sim", params={})
+    twin.backend = BackendConfig(name="sim")
     return twin
 
 

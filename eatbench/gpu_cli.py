@@ -2,27 +2,27 @@
 commands (registered with the ``eatbench`` CLI, which imports this module).
 
 Each command takes the usual Hydra overrides (the experiment config: cluster, workload,
-``backend=gpu`` and its ``backend.params``) plus a few command-only options in one
+``backend=gpu`` and its ``backend.*`` settings) plus a few command-only options in one
 namespace added with ``+``: ``+profile_args.*``, ``+quality_args.*``, ``+fidelity_args.*``.
 They are taken out of the config before it is validated against ``ExperimentConfig``
 (so the strict schema stays as it is) and checked against the dataclasses below; an
 unknown option stops with the allowed ones. Examples::
 
     # 1. measure a latency profile on this machine's GPUs (or cpu) -> a profile CSV
-    eatbench profile backend=gpu backend.params.model_path=/models/sd15 \\
+    eatbench profile backend=gpu backend.model_path=/models/sd15 \\
         workload=sd15 cluster=h100x4 +profile_args.out=results/profiles/h100_sd15.csv
     # 2. measure q(steps) with real weights and a local CLIP model -> a quality CSV
-    eatbench quality-curve backend=gpu backend.params.model_path=/models/sd15 \\
-        backend.params.clip_model_path=/models/clip-vit-l-14 workload=sd15 \\
+    eatbench quality-curve backend=gpu backend.model_path=/models/sd15 \\
+        backend.clip_model_path=/models/clip-vit-l-14 workload=sd15 \\
         +quality_args.steps=[5,10,20,30]
     # 3. the same experiment on gpu and on sim with that profile -> MAPE, JSON + markdown
-    eatbench fidelity backend=gpu backend.params.model_path=/models/sd15 workload=sd15 \\
+    eatbench fidelity backend=gpu backend.model_path=/models/sd15 workload=sd15 \\
         cluster=h100x4 scheduler=fifo profile=csv profile.path=results/profiles/h100_sd15.csv
 
 Where things come from: the GPU kind is the cluster's (one kind, or
 ``+profile_args.gpu_kind``), the model name is ``workload.model``, resolutions are
 ``workload.resolutions`` and the gang sizes are ``workload.k_choices`` (or every power of
-two up to the cluster size); the pipeline settings are ``backend.params`` (the very
+two up to the cluster size); the pipeline settings are ``backend.*`` (the very
 settings a ``backend=gpu`` run uses, so the profile describes that run).
 """
 
@@ -142,9 +142,9 @@ def _require_gpu_backend(cfg: ExperimentConfig, what: str) -> dict[str, Any]:
     if cfg.backend.name != "gpu":
         raise ConfigError(
             f"backend.name={cfg.backend.name!r} is invalid for `eatbench {what}`; allowed: gpu "
-            "(add backend=gpu and backend.params.model_path=<local pipeline> or backend.params.random_init=...)"
+            "(add backend=gpu and backend.model_path=<local pipeline> or backend.random_init=...)"
         )
-    return dict(cfg.backend.params)
+    return cfg.backend.settings()
 
 
 # ------------------------------------------------------------------------------ profile
@@ -204,23 +204,21 @@ def profile_plan(cfg: ExperimentConfig, args: ProfileArgs) -> dict[str, Any]:
 
 
 def _backend_params(params: dict[str, Any], model: str) -> dict[str, Any]:
-    """``backend.params`` for a measuring backend: no images saved, and a dict
+    """The ``backend.*`` settings for a measuring backend: no images saved, and a dict
     ``model_path`` narrowed to ``model``."""
     p = dict(params)
     p["save_images"] = False
     mp = p.get("model_path")
     if isinstance(mp, dict):
         if model not in mp and "*" not in mp:
-            raise ConfigError(
-                f"backend.params.model_path has no entry for workload.model={model!r}; allowed: {', '.join(mp)}"
-            )
+            raise ConfigError(f"backend.model_path has no entry for workload.model={model!r}; allowed: {', '.join(mp)}")
         p["model_path"] = mp.get(model, mp.get("*"))
     return p
 
 
 def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dict]]:
     """Measure the profile ``profile_plan`` describes through ``GpuBackend`` (with
-    ``backend.params``) and write it; returns the CSV path and the rows.
+    ``backend.*`` settings) and write it; returns the CSV path and the rows.
 
     Configuration errors (a missing model, bad backend params) stop before any worker
     process starts.
@@ -251,7 +249,7 @@ def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dic
     except ModelNotFoundError as err:
         raise ConfigError(str(err)) from err
     except TypeError as err:
-        raise ConfigError(f"backend.params: {err}") from err
+        raise ConfigError(f"backend: {err}") from err
     except ValueError as err:  # bad dtype, devices, random_init, ...
         raise ConfigError(str(err)) from err
     try:
@@ -317,39 +315,37 @@ def quality_plan(cfg: ExperimentConfig, args: QualityArgs) -> dict[str, Any]:
     """Check ``eatbench quality-curve``'s inputs (nothing is loaded) and return the
     keyword arguments for ``measure_quality_curve``.
 
-    Refuses random weights: ``backend.params.random_init``, or a tiny test pipeline.
+    Refuses random weights: ``backend.random_init``, or a tiny test pipeline.
     """
     from eatbench.backends.gpu.backend import resolve_devices
-    from eatbench.backends.gpu.pipelines import DTYPES, ModelNotFoundError, resolve_model_path
+    from eatbench.backends.gpu.pipelines import ModelNotFoundError, resolve_model_path
     from eatbench.workload import load_prompts
 
     params = _require_gpu_backend(cfg, "quality-curve")
     if params.get("random_init"):
         raise ConfigError(
-            f"backend.params.random_init={params['random_init']!r}: random weights have no meaningful "
+            f"backend.random_init={params['random_init']!r}: random weights have no meaningful "
             "image quality, so quality-curve refuses them (a curve would be invented); give "
-            "backend.params.model_path=<local pipeline with real weights> and random_init=null"
+            "backend.model_path=<local pipeline with real weights> and random_init=null"
         )
     model = cfg.workload.model
     model_path = _backend_params(params, model).get("model_path")
     if not model_path:
-        raise ConfigError("backend.params.model_path is required: a local pipeline directory or a cached repo id")
+        raise ConfigError("backend.model_path is required: a local pipeline directory or a cached repo id")
     try:
         path = resolve_model_path(str(model_path))
     except ModelNotFoundError as err:
         raise ConfigError(str(err)) from err
     if is_tiny_test_model(path):
         raise ConfigError(
-            f"backend.params.model_path={model_path!r} is a tiny test pipeline (random or toy weights); "
+            f"backend.model_path={model_path!r} is a tiny test pipeline (random or toy weights); "
             "quality-curve needs a real model, its curve would be meaningless"
         )
     clip = params.get("clip_model_path")
     if not clip:
-        raise ConfigError(
-            "backend.params.clip_model_path is required: a local CLIP model directory (quality = CLIP score)"
-        )
+        raise ConfigError("backend.clip_model_path is required: a local CLIP model directory (quality = CLIP score)")
     if not os.path.isdir(clip):
-        raise ConfigError(f"backend.params.clip_model_path={clip!r} is not a local directory (nothing is downloaded)")
+        raise ConfigError(f"backend.clip_model_path={clip!r} is not a local directory (nothing is downloaded)")
     if not args.steps or any(s < 1 for s in args.steps):
         raise ConfigError(f"quality_args.steps={args.steps!r} is invalid; allowed: step counts >= 1")
     if args.n_prompts < 1:
@@ -357,9 +353,7 @@ def quality_plan(cfg: ExperimentConfig, args: QualityArgs) -> dict[str, Any]:
     resolution = args.resolution or cfg.workload.resolutions[0]
     if resolution <= 0 or resolution % 8:
         raise ConfigError(f"quality_args.resolution={resolution} is invalid; allowed: pixels divisible by 8")
-    dtype = params.get("dtype", "fp16")
-    if dtype not in DTYPES:
-        raise ConfigError(f"backend.params.dtype={dtype!r} is invalid; allowed: {', '.join(DTYPES)}")
+    dtype = params["dtype"]  # checked with every backend setting by check_registered (split_config)
     try:
         device = resolve_devices(params.get("devices", "auto"))[0]
     except ValueError as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from eatbench.backends import BACKENDS, BackendContext
 from eatbench.cluster import Cluster
 from eatbench.config import (
+    BackendConfig,
     ConfigError,
     ExperimentConfig,
     TrainConfig,
@@ -54,6 +56,27 @@ def _invalid(fieldname: str, value: object, allowed: str) -> ConfigError:
     return ConfigError(f"{fieldname}={value!r} is invalid; allowed: {allowed}")
 
 
+def backend_settings(cfg: ExperimentConfig) -> dict:
+    """The ``backend.*`` settings the chosen backend takes (``{}`` for sim; the typed gpu
+    settings for gpu), which go to its constructor. A setting it does not take must be at
+    its default: it is refused with the field and the allowed value, never ignored."""
+    if cfg.backend.name not in BACKENDS:
+        raise _invalid("backend.name", cfg.backend.name, ", ".join(BACKENDS.names()))
+    init = inspect.signature(BACKENDS.get_class(cfg.backend.name).__init__).parameters
+    defaults = BackendConfig().settings()
+    settings = {}
+    for key, value in cfg.backend.settings().items():
+        if key in init:
+            settings[key] = value
+        elif value != defaults[key]:
+            raise _invalid(
+                f"backend.{key}",
+                value,
+                f"{defaults[key]!r} (backend={cfg.backend.name} takes no {key}; backend=gpu does)",
+            )
+    return settings
+
+
 def check_registered(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check the names ``cfg`` looks up in registries (scheduler, backend, latency profile,
     quality curve) and the backend's own parameters (the gpu backend: model, devices, ...),
@@ -64,12 +87,11 @@ def check_registered(cfg: ExperimentConfig) -> ExperimentConfig:
     """
     if cfg.scheduler.name not in SCHEDULERS:
         raise _invalid("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
-    if cfg.backend.name not in BACKENDS:
-        raise _invalid("backend.name", cfg.backend.name, ", ".join(BACKENDS.names()))
+    settings = backend_settings(cfg)
     check_params = getattr(BACKENDS.get_class(cfg.backend.name), "check_params", None)
     if check_params is not None:  # e.g. the gpu backend: model, devices, ... before any worker starts
         try:
-            check_params(dict(cfg.backend.params))
+            check_params(settings)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     if cfg.profile.name not in PROFILES:
@@ -147,9 +169,9 @@ def build_engine(cfg: ExperimentConfig, out_dir: Path | None = None) -> Engine:
     tasks = generate_tasks(w, cfg.seed, isolated_latency, max_k=len(cluster))
     context = BackendContext(cluster, profile, quality, cfg.seed, str(out_dir) if out_dir else None)
     try:
-        backend = BACKENDS.create(cfg.backend.name, context=context, **dict(cfg.backend.params))
+        backend = BACKENDS.create(cfg.backend.name, context=context, **backend_settings(cfg))
     except (TypeError, ValueError) as err:  # the registry refuses unknown parameters with ValueError
-        raise ConfigError(f"backend.params: {err}") from err
+        raise ConfigError(f"backend: {err}") from err
     return Engine(cluster, tasks, backend, profile, quality.table(cfg.engine.max_steps), cfg.engine, w.horizon)
 
 

@@ -184,7 +184,7 @@ CASES = [
     ("not-learned", ["train", "scheduler=greedy"], None, r"scheduler='greedy' is not learned; allowed: eat"),
     (
         "train-backend",
-        ["train", "scheduler=sac", "backend=gpu", "backend.params.random_init=tiny", "backend.params.devices=cpu"],
+        ["train", "scheduler=sac", "backend=gpu", "backend.random_init=tiny", "backend.devices=cpu"],
         None,
         r"backend='gpu' is invalid for training; allowed: sim",
     ),
@@ -379,13 +379,17 @@ def test_end_to_end_exit_status_and_no_traceback(args, content, message, tmp_pat
 
 
 def test_an_error_found_after_hydra_started_leaves_nothing_under_the_output_root(tmp_path, capsys, monkeypatch):
-    """Backend parameters are checked when the backend is built, inside the Hydra job:
+    """An error found inside the Hydra job (here: the up-front check of `eatbench run` is
+    switched off, so scheduler parameters are first checked when the scheduler is built):
     the job's log folder Hydra made is removed again, and the exit status is 2."""
+    from eatbench import cli
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(cli.CHECKS, "run")
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", "+backend.params.colour=red", f"output.root={out}"])
+        main(["run", "+scheduler.params.colour=red", f"output.root={out}"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "backend.params" in err and "colour" in err and "Traceback" not in err
+    assert "scheduler.params" in err and "colour" in err and "Traceback" not in err
     assert not out.exists(), sorted(str(p) for p in out.rglob("*"))

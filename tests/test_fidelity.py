@@ -163,11 +163,11 @@ def test_real_versus_sim_on_the_tiny_pipeline(tmp_path) -> None:
         "scheduler=fifo",
         "scheduler.params.steps=3",
         "backend=gpu",
-        "backend.params.random_init=tiny",
-        "backend.params.devices=cpu",
-        "backend.params.dtype=fp32",
-        "backend.params.save_images=false",
-        "backend.params.task_timeout_s=120",
+        "backend.random_init=tiny",
+        "backend.devices=cpu",
+        "backend.dtype=fp32",
+        "backend.save_images=false",
+        "backend.task_timeout_s=120",
         "output.write=false",
     ]
     profile_csv, rows = run_profile(

@@ -154,16 +154,16 @@ def test_missing_model_path_fails_before_workers_start(tmp_path) -> None:
     before = set(multiprocessing.active_children())
     ctx = BackendContext(cluster=_cluster(2), profile=None, quality=None)
     with pytest.raises(
-        BackendParamError, match=r"backend.params.model_path=.* is invalid .*does not exist locally.*; allowed: "
+        BackendParamError, match=r"backend.model_path=.* is invalid .*does not exist locally.*; allowed: "
     ):
         GpuBackend(ctx, model_path=str(tmp_path / "no_such_model"), devices="cpu")
     with pytest.raises(BackendParamError, match="model_index.json"):
         GpuBackend(ctx, model_path=str(tmp_path), devices="cpu")
     with pytest.raises(BackendParamError, match="local Hugging Face cache"):
         GpuBackend(ctx, model_path="nobody/not-a-cached-model", devices="cpu")
-    with pytest.raises(BackendParamError, match=r"backend.params.random_init='sd3' is invalid; allowed: sd15"):
+    with pytest.raises(BackendParamError, match=r"backend.random_init='sd3' is invalid; allowed: sd15"):
         GpuBackend(ctx, random_init="sd3", devices="cpu")
-    with pytest.raises(BackendParamError, match=r"backend.params.model_path=None is invalid; allowed: .*required"):
+    with pytest.raises(BackendParamError, match=r"backend.model_path=None is invalid; allowed: .*required"):
         GpuBackend(ctx, devices="cpu")
     with pytest.raises(ValueError, match="takes no parameter"):
         BACKENDS.create("gpu", context=ctx, random_init="tiny", bogus=1)
@@ -512,20 +512,18 @@ def test_describe_and_close_leave_no_workers(backend: GpuBackend) -> None:
 def test_bad_backend_params_fail_before_workers_start() -> None:
     ctx = BackendContext(cluster=_cluster(2), profile=None, quality=None)
     before = set(multiprocessing.active_children())
-    with pytest.raises(ValueError, match=r"backend.params.dtype='fp8' is invalid; allowed: "):
+    with pytest.raises(ValueError, match=r"backend.dtype='fp8' is invalid; allowed: "):
         GpuBackend(ctx, random_init="tiny", devices="cpu", dtype="fp8")
-    with pytest.raises(ValueError, match=r"backend.params.devices=\['tpu:0'\] is invalid.*; allowed: auto, cpu, cuda"):
+    with pytest.raises(ValueError, match=r"backend.devices=\['tpu:0'\] is invalid.*; allowed: auto, cpu, cuda"):
         GpuBackend(ctx, random_init="tiny", devices=["tpu:0"])
-    with pytest.raises(ValueError, match=r"backend.params.devices='cuda:7' is invalid.*not present"):
+    with pytest.raises(ValueError, match=r"backend.devices='cuda:7' is invalid.*not present"):
         GpuBackend(ctx, random_init="tiny", devices="cuda:7")
-    with pytest.raises(ValueError, match=r"backend.params.cuda_graphs=True is invalid; allowed: false when"):
+    with pytest.raises(ValueError, match=r"backend.cuda_graphs=True is invalid; allowed: false when"):
         GpuBackend(ctx, random_init="tiny", devices="cpu", compile=True, cuda_graphs=True)
-    with pytest.raises(ValueError, match=r"backend.params.collective_timeout_s=0 is invalid; allowed: seconds > 0"):
+    with pytest.raises(ValueError, match=r"backend.collective_timeout_s=0 is invalid; allowed: seconds > 0"):
         GpuBackend(ctx, random_init="tiny", devices="cpu", collective_timeout_s=0)
-    with pytest.raises(ValueError, match=r"backend.params.warmup_resolutions=\[100\] is invalid"):
+    with pytest.raises(ValueError, match=r"backend.warmup_resolutions=\[100\] is invalid"):
         GpuBackend(ctx, random_init="tiny", devices="cpu", warmup_resolutions=[100])
-    with pytest.raises(
-        ValueError, match=r"backend.params.bogus=1 is invalid \(unknown parameter\); allowed: model_path"
-    ):
+    with pytest.raises(ValueError, match=r"backend.bogus=1 is invalid \(unknown parameter\); allowed: model_path"):
         GpuBackend.check_params({"random_init": "tiny", "bogus": 1})
     assert set(multiprocessing.active_children()) == before

@@ -24,7 +24,7 @@ from eatbench.gpu_cli import (
 
 CPU2 = ["++cluster.gpu_kinds={cpu:{speed:1.0}}", "cluster.servers=[cpu,cpu]", "cluster.name=cpu2"]
 TINY_WL = ["workload.model=tiny", "workload.resolutions=[64]", "workload.k_choices=[1,2]"]
-GPU_TINY = ["backend=gpu", "backend.params.random_init=tiny", "backend.params.devices=cpu"]
+GPU_TINY = ["backend=gpu", "backend.random_init=tiny", "backend.devices=cpu"]
 
 
 def _split(namespace: str, *overrides: str):
@@ -99,12 +99,12 @@ def test_profile_needs_the_gpu_backend() -> None:
 def test_profile_with_a_missing_model_errors_before_workers_start(tmp_path) -> None:
     before = set(multiprocessing.active_children())
     raw = compose_raw(
-        ["backend=gpu", f"backend.params.model_path={tmp_path / 'no_model'}", "backend.params.devices=cpu"]
+        ["backend=gpu", f"backend.model_path={tmp_path / 'no_model'}", "backend.devices=cpu"]
         + CPU2
         + TINY_WL
         + [f"+profile_args.out={tmp_path / 'p.csv'}"]
     )
-    with pytest.raises(ConfigError, match=r"backend.params.model_path=.* is invalid .*does not exist locally"):
+    with pytest.raises(ConfigError, match=r"backend.model_path=.* is invalid .*does not exist locally"):
         profile_command(raw)
     assert set(multiprocessing.active_children()) == before
     assert not (tmp_path / "p.csv").exists()
@@ -129,7 +129,7 @@ def _fake_pipeline(path, widths: list[int]) -> str:
 
 
 def test_quality_curve_refuses_random_weights() -> None:
-    cfg, args = _split("quality_args", "backend=gpu", "backend.params.random_init=sd15")
+    cfg, args = _split("quality_args", "backend=gpu", "backend.random_init=sd15")
     with pytest.raises(ConfigError, match="random weights have no meaningful image quality"):
         quality_plan(cfg, args)
 
@@ -138,26 +138,24 @@ def test_quality_curve_refuses_the_tiny_test_pipeline(tmp_path) -> None:
     tiny = _fake_pipeline(tmp_path / "tiny", [32, 64])
     assert is_tiny_test_model(tiny)
     assert not is_tiny_test_model(_fake_pipeline(tmp_path / "sd", [320, 640, 1280, 1280]))
-    cfg, args = _split("quality_args", "backend=gpu", f"backend.params.model_path={tiny}")
+    cfg, args = _split("quality_args", "backend=gpu", f"backend.model_path={tiny}")
     with pytest.raises(ConfigError, match="tiny test pipeline"):
         quality_plan(cfg, args)
 
 
 def test_quality_curve_needs_model_and_clip(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"backend.params.model_path=None is invalid; allowed: .*required"):
+    with pytest.raises(ConfigError, match=r"backend.model_path=None is invalid; allowed: .*required"):
         _split("quality_args", "backend=gpu")  # the config itself is refused
     sd = _fake_pipeline(tmp_path / "sd", [320, 640, 1280, 1280])
-    cfg, args = _split("quality_args", "backend=gpu", f"backend.params.model_path={sd}")
+    cfg, args = _split("quality_args", "backend=gpu", f"backend.model_path={sd}")
     with pytest.raises(ConfigError, match="clip_model_path is required"):
         quality_plan(cfg, args)
-    with pytest.raises(
-        ConfigError, match=r"backend.params.clip_model_path=.* is invalid \(it is not a local directory"
-    ):
+    with pytest.raises(ConfigError, match=r"backend.clip_model_path=.* is invalid \(it is not a local directory"):
         _split(
             "quality_args",
             "backend=gpu",
-            f"backend.params.model_path={sd}",
-            f"backend.params.clip_model_path={tmp_path / 'no_clip'}",
+            f"backend.model_path={sd}",
+            f"backend.clip_model_path={tmp_path / 'no_clip'}",
         )
 
 
@@ -167,9 +165,9 @@ def test_quality_plan_with_real_looking_inputs(tmp_path) -> None:
     cfg, args = _split(
         "quality_args",
         "backend=gpu",
-        f"backend.params.model_path={sd}",
-        f"backend.params.clip_model_path={tmp_path / 'clip'}",
-        "backend.params.devices=cpu",
+        f"backend.model_path={sd}",
+        f"backend.clip_model_path={tmp_path / 'clip'}",
+        "backend.devices=cpu",
         "workload=sd15",
         "+quality_args.steps=[20,5,5]",
         "+quality_args.n_prompts=3",
@@ -182,23 +180,23 @@ def test_quality_plan_with_real_looking_inputs(tmp_path) -> None:
     assert kw["out_csv"] == "/tmp/eb/quality/sd15.csv"
 
 
-# ------------------------------------------------- backend.params: config errors, no traceback
+# ------------------------------------------------- backend.*: config errors, no traceback
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["backend.params.model_path=/no/such/model"], r"backend.params.model_path='/no/such/model' is invalid"),
-        (["backend.params.random_init=huge"], r"backend.params.random_init='huge' is invalid; allowed: sd15, sdxl"),
+        (["backend.model_path=/no/such/model"], r"backend.model_path='/no/such/model' is invalid"),
+        (["backend.random_init=huge"], r"backend.random_init='huge' is invalid; allowed: sd15, sdxl"),
         (
-            ["backend.params.random_init=tiny", "backend.params.devices=cuda:7"],
-            r"backend.params.devices='cuda:7' is invalid \('cuda:7' is not present.*\); allowed: auto, cpu, cuda",
+            ["backend.random_init=tiny", "backend.devices=cuda:7"],
+            r"backend.devices='cuda:7' is invalid \('cuda:7' is not present.*\); allowed: auto, cpu, cuda",
         ),
         (
-            ["backend.params.random_init=tiny", "+backend.params.bogus=1"],
-            r"backend.params.bogus=1 is invalid \(unknown parameter\); allowed: model_path, random_init",
+            ["backend.random_init=tiny", "+backend.bogus=1"],
+            r"unknown config key 'backend.bogus'; allowed here: name, model_path, random_init",
         ),
         (
-            ["backend.params.random_init=tiny", "backend.params.task_timeout_s=0"],
-            r"backend.params.task_timeout_s=0 is invalid; allowed: seconds > 0",
+            ["backend.random_init=tiny", "backend.task_timeout_s=0"],
+            r"backend.task_timeout_s=0.0 is invalid; allowed: seconds > 0",
         ),
     ],
 )

@@ -124,3 +124,49 @@ def test_profile_csv_has_one_writer(tmp_path):
     assert path.read_text() == f"# measured\n{','.join(PROFILE_COLUMNS)},batch\ng,m,8,1,0.1,0.0,1.0,2\n"
     with pytest.raises(ValueError, match="columns=.* are invalid"):
         write_profile_csv(path, rows, ["batch"])
+
+
+def test_gpu_backend_settings_are_typed_with_the_backends_defaults():
+    import inspect
+
+    from eatbench.backends.gpu.backend import GpuBackend
+    from eatbench.config import BackendConfig
+
+    init = inspect.signature(GpuBackend.__init__).parameters
+    assert BackendConfig().settings() == {n: p.default for n, p in init.items() if n not in ("self", "context")}
+    gpu = compose_experiment(["backend=gpu", "backend.random_init=tiny", "backend.devices=cpu"])
+    assert gpu.backend.random_init == "tiny" and gpu.backend.devices == "cpu" and gpu.backend.task_timeout_s == 600.0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["backend.model_path=/m"], r"backend.model_path='/m' is invalid; allowed: None \(backend=sim takes no"),
+        (["backend=gpu", "backend.dtype=fp8"], r"backend.dtype='fp8' is invalid; allowed: fp32, fp16, bf16"),
+        (["backend=gpu", "backend.random_init=tiny", "backend.patch_halo=-1"], r"backend.patch_halo=-1 is invalid"),
+    ],
+)
+def test_backend_settings_are_checked_once_before_anything_starts(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_experiment(overrides)
+
+
+def test_result_files_from_before_the_typed_settings_still_load():
+    from eatbench.config import config_to_dict, to_experiment_config
+
+    data = config_to_dict(compose_experiment(["backend=gpu", "backend.random_init=tiny"]))
+    legacy = {**data, "backend": {"name": "gpu", "params": {"random_init": "tiny", "devices": "cpu"}}}
+    cfg = to_experiment_config(legacy)
+    assert cfg.backend.name == "gpu" and cfg.backend.random_init == "tiny" and cfg.backend.devices == "cpu"
+
+
+def test_result_files_keep_the_backend_shape_and_read_back():
+    from eatbench.config import config_to_dict, to_experiment_config
+
+    sim = compose_experiment()
+    assert config_to_dict(sim)["backend"] == {"name": "sim", "params": {}}
+    gpu = compose_experiment(["backend=gpu", "backend.random_init=tiny", "backend.devices=cpu"])
+    echoed = config_to_dict(gpu)["backend"]
+    assert echoed["name"] == "gpu" and echoed["params"] == gpu.backend.settings()
+    for cfg in (sim, gpu):
+        assert to_experiment_config(config_to_dict(cfg)) == cfg

@@ -48,13 +48,13 @@ from eatbench.backends.gpu.worker import WorkerConfig, save_image, worker_main
 
 
 class BackendParamError(ValueError):
-    """A ``backend.params`` value is invalid; the message has the form
-    ``backend.params.X=... is invalid; allowed: ...``."""
+    """A ``backend.*`` setting is invalid; the message has the form
+    ``backend.X=... is invalid; allowed: ...``."""
 
 
 def _bad(name: str, value: Any, allowed: str, why: str = "") -> BackendParamError:
     why = f" ({why})" if why else ""
-    return BackendParamError(f"backend.params.{name}={value!r} is invalid{why}; allowed: {allowed}")
+    return BackendParamError(f"backend.{name}={value!r} is invalid{why}; allowed: {allowed}")
 
 
 @dataclass
@@ -95,7 +95,7 @@ def resolve_devices(devices: str | list[str]) -> list[str]:
     """``"auto"`` (every CUDA device, else cpu), ``"cpu"``, ``"cuda"`` or a list like
     ``["cuda:0", "cuda:1"]``; validated against what torch sees.
 
-    :raises BackendParamError: ``backend.params.devices=... is invalid; allowed: ...``.
+    :raises BackendParamError: ``backend.devices=... is invalid; allowed: ...``.
     """
     import torch
 
@@ -275,10 +275,10 @@ class GpuBackend(Backend):
     # ------------------------------------------------------------------ setup
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        """Check ``backend.params`` without starting anything (the config validation calls
+        """Check the ``backend.*`` settings without starting anything (the config validation calls
         this): unknown names, the model, devices, dtype, timeouts, ...
 
-        :raises BackendParamError: ``backend.params.X=... is invalid; allowed: ...``.
+        :raises BackendParamError: ``backend.X=... is invalid; allowed: ...``.
         """
         import inspect
 
@@ -295,7 +295,7 @@ class GpuBackend(Backend):
         if p["dtype"] not in DTYPES:
             raise _bad("dtype", p["dtype"], ", ".join(DTYPES))
         if p["compile"] and p["cuda_graphs"]:
-            raise _bad("cuda_graphs", p["cuda_graphs"], "false when backend.params.compile=true (choose one)")
+            raise _bad("cuda_graphs", p["cuda_graphs"], "false when backend.compile=true (choose one)")
         for name in ("task_timeout_s", "start_timeout_s", "collective_timeout_s"):
             v = p[name]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
@@ -335,14 +335,13 @@ class GpuBackend(Backend):
             if random_init not in RANDOM_INIT_CHOICES:
                 raise _bad("random_init", random_init, f"{', '.join(RANDOM_INIT_CHOICES)} or null")
             if model_path is not None:
-                raise _bad("random_init", random_init, "null when backend.params.model_path is given (give one)")
+                raise _bad("random_init", random_init, "null when backend.model_path is given (give one)")
             return {"*": {"model_path": None, "random_init": random_init, "key": f"random:{random_init}"}}
         if model_path is None:
             raise _bad(
                 "model_path",
                 None,
-                "a local pipeline directory or a cached repo id (required), "
-                "or set backend.params.random_init=sd15|sdxl|tiny",
+                "a local pipeline directory or a cached repo id (required), or set backend.random_init=sd15|sdxl|tiny",
             )
         paths = model_path if isinstance(model_path, dict) else {"*": model_path}
         out = {}
@@ -350,7 +349,7 @@ class GpuBackend(Backend):
             field_name = "model_path" if not isinstance(model_path, dict) else f"model_path.{name}"
             try:
                 out[name] = {
-                    "model_path": resolve_model_path(str(path), f"backend.params.{field_name}"),
+                    "model_path": resolve_model_path(str(path), f"backend.{field_name}"),
                     "random_init": None,
                     "key": str(path),
                 }

@@ -38,7 +38,7 @@ def torch_dtype(name: str) -> Any:
     return table[name]
 
 
-def resolve_model_path(model_path: str, field: str = "backend.params.model_path") -> str:
+def resolve_model_path(model_path: str, field: str = "backend.model_path") -> str:
     """Return a local directory holding a diffusers pipeline (``model_index.json``).
 
     :param model_path: a local directory, or a Hugging Face repo id that must already be
@@ -49,7 +49,7 @@ def resolve_model_path(model_path: str, field: str = "backend.params.model_path"
     """
     allowed = (
         "allowed: a local directory saved with save_pretrained() (with model_index.json), a repo id "
-        "already in the local Hugging Face cache, or null with backend.params.random_init=sd15|sdxl|tiny"
+        "already in the local Hugging Face cache, or null with backend.random_init=sd15|sdxl|tiny"
     )
     path = Path(os.path.expanduser(str(model_path)))
     if path.is_dir():
