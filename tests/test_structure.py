@@ -144,9 +144,14 @@ def test_gpu_backend_settings_are_typed_with_the_backends_defaults():
         (["backend.model_path=/m"], r"backend.model_path='/m' is invalid; allowed: None \(backend=sim takes no"),
         (["backend=gpu", "backend.dtype=fp8"], r"backend.dtype='fp8' is invalid; allowed: fp32, fp16, bf16"),
         (["backend=gpu", "backend.random_init=tiny", "backend.patch_halo=-1"], r"backend.patch_halo=-1 is invalid"),
+        (
+            ["profile.path=/p.csv"],
+            r"profile.path='/p.csv' is invalid; allowed: a profile CSV path with profile.name=csv",
+        ),
+        (["quality.path=/q.csv"], r"quality.path='/q.csv' is invalid; allowed: a CSV path .*with quality.name=table"),
     ],
 )
-def test_backend_settings_are_checked_once_before_anything_starts(overrides, message):
+def test_settings_are_checked_once_and_inert_ones_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         compose_experiment(overrides)
 
