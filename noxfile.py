@@ -26,6 +26,8 @@ QUICK_REPORT_DIR = os.environ.get("EATBENCH_QUICK_REPORT_DIR", "results/quick")
 # `python -m eatbench.cli` would run cli.py as __main__, apart from the commands registered
 # on `eatbench.cli`; call its main() instead.
 EATBENCH = (PY, "-c", "import sys; from eatbench.cli import main; sys.exit(main())")
+#: ``lint-imports`` run by this interpreter (its console script may not be on PATH)
+LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 ENV = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true", "PYTHONHASHSEED": "0"}
 
 
@@ -44,7 +46,8 @@ def lint(session: nox.Session) -> None:
     files = session.posargs or ["."]
     session.run(PY, "-m", "ruff", "check", *files)
     session.run(PY, "-m", "ruff", "format", "--check", *files)
-    session.run("lint-imports", external=True)  # the layer contract in pyproject.toml [tool.importlinter]
+    # the layer contract in pyproject.toml [tool.importlinter] (`lint-imports`, run by this interpreter)
+    session.run(PY, "-c", LINT_IMPORTS)
 
 
 def _missing_checkpoint(name: str) -> bool:
