@@ -195,7 +195,8 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
                 f"checkpoint=auto is invalid for cluster {cfg.cluster.name!r}: no shipped {cfg.scheduler.name} "
                 f"checkpoint for it; allowed: a cluster with one ({', '.join(shipped) or 'none'}), or "
                 f"checkpoint=<run dir>/policy.pt after `eatbench train scheduler={cfg.scheduler.name} "
-                f"cluster={cfg.cluster.name}`"
+                f"cluster={cfg.cluster.name}`, or a size-agnostic scheduler (eat_set, dsac_set, sac_set, "
+                "eat_nodiff_set) once its checkpoint is trained"
             )
         raise ConfigError(f"scheduler.checkpoint={path!r} is invalid; allowed: an existing policy file (.pt)")
     root = Path(cfg.output.root)

@@ -18,6 +18,12 @@ launch if execute > 0 the present task with the highest score, with steps mapped
 linearly onto [min_steps, max_steps], on the paper's placement rule. ``extended`` layout
 appends one number that picks k among the allowed values for tasks without a fixed k.
 A launch that cannot be placed is a wait with reward 0, as in the paper.
+
+``set`` layout (ours, size-agnostic): tokens and actions of ``eatbench.tokens``; with a
+``ScenarioSampler`` every episode draws its own cluster and load, and the server tokens
+are padded to ``max_servers``. ``unfinished_penalty`` (0 in the paper's setting) is
+subtracted, per task that has not ended, from the reward of an episode's last step, so
+that a policy that stops serving pays for it.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from eatbench.engine import Decision, Engine
 
 FEATURES = 4
 OBS_CLIP = 10.0
-LAYOUTS = ("paper", "extended")
+LAYOUTS = ("paper", "extended", "set")  # set: size-agnostic tokens (ours), see eatbench.tokens
 
 
 class ObservationEncoder:
@@ -139,6 +145,11 @@ class EdgeAIGCEnv(gym.Env):
     :param rate_range: if given, ``(low, high)`` tasks/s: each episode draws its arrival
         rate uniformly from it (train one policy for a whole sweep).
     :param max_episode_steps: truncate an episode after this many decisions.
+    :param scenarios: ``set`` layout only: draws each episode's cluster and load
+        (``eatbench.schedulers.rl.scenarios.ScenarioSampler``); ``None``: the config's.
+    :param max_servers: ``set`` layout: server token slots (default: the cluster's size,
+        or the scenario space's largest).
+    :param unfinished_penalty: reward subtracted per task not ended when an episode ends.
     """
 
     metadata = {"render_modes": []}
@@ -150,19 +161,40 @@ class EdgeAIGCEnv(gym.Env):
         time_scale: float = 100.0,
         rate_range: tuple[float, float] | None = None,
         max_episode_steps: int = 2000,
+        scenarios=None,
+        max_servers: int | None = None,
+        unfinished_penalty: float = 0.0,
     ) -> None:
         from eatbench.runner import k_options
 
         self.config = validate(config or ExperimentConfig())
         self.rate_range = tuple(rate_range) if rate_range else None
         self.max_episode_steps = max_episode_steps
+        self.layout = layout
+        self.scenarios = scenarios
+        self.unfinished_penalty = unfinished_penalty
         from eatbench.cluster import Cluster
 
         cluster = Cluster.from_config(self.config.cluster)
-        speeds = [_absolute_speed(cluster, s.gpu_kind) for s in cluster.servers]
+        self.speeds = np.asarray([absolute_speed(cluster, s.gpu_kind) for s in cluster.servers], dtype=np.float32)
         e = self.config.engine
-        self.encoder = ObservationEncoder(e.window, len(cluster), time_scale, speeds)
-        self.decoder = ActionDecoder(e.window, layout, k_options(self.config, len(cluster)), e.min_steps, e.max_steps)
+        if layout == "set":
+            from eatbench.tokens import TokenActionDecoder, TokenEncoder
+
+            if max_servers is None:
+                max_servers = scenarios.space.max_servers if scenarios is not None else len(cluster)
+            if scenarios is None and len(cluster) > max_servers:
+                raise ValueError(f"max_servers={max_servers} is invalid; allowed: >= the cluster's {len(cluster)}")
+            self.encoder = TokenEncoder(e.window, max_servers, time_scale)
+            ks = k_options(self.config, max_servers)
+            self.decoder = TokenActionDecoder(e.window, ks, e.min_steps, e.max_steps)
+        else:
+            if scenarios is not None:
+                raise ValueError(f"layout={layout!r} takes no scenarios (its size is fixed); allowed: layout=set")
+            self.encoder = ObservationEncoder(e.window, len(cluster), time_scale, list(self.speeds))
+            self.decoder = ActionDecoder(
+                e.window, layout, k_options(self.config, len(cluster)), e.min_steps, e.max_steps
+            )
         self.observation_space = self.encoder.space()
         self.action_space = self.decoder.space()
         self.engine: Engine | None = None
@@ -174,17 +206,26 @@ class EdgeAIGCEnv(gym.Env):
         if seed is not None:
             self._episode_rng = np.random.default_rng(seed)
         episode_seed = int(self._episode_rng.integers(2**31 - 1))
-        cfg = self.config
-        if self.rate_range:
+        cfg = self.scenarios.sample(self._episode_rng) if self.scenarios is not None else self.config
+        if self.rate_range and self.scenarios is None:
             rate = float(self._episode_rng.uniform(*self.rate_range))
             cfg = dataclasses.replace(cfg, workload=dataclasses.replace(cfg.workload, rate=rate))
         cfg = dataclasses.replace(cfg, seed=episode_seed)
         from eatbench.runner import build_engine
 
         self.engine = build_engine(cfg)
+        if self.scenarios is not None:
+            self.speeds = np.asarray(
+                [absolute_speed(self.engine.cluster, s.gpu_kind) for s in self.engine.cluster.servers], dtype=np.float32
+            )
         self._steps = 0
         self.engine.next_decision()
-        return self.encoder.encode(self.engine), self._info()
+        return self._observe(), self._info()
+
+    def _observe(self) -> np.ndarray:
+        if self.layout == "set":
+            return self.encoder.encode(self.engine, self.speeds)
+        return self.encoder.encode(self.engine)
 
     def step(self, action):
         engine = self.engine
@@ -195,14 +236,17 @@ class EdgeAIGCEnv(gym.Env):
         alive = engine.next_decision()
         terminated = not alive
         truncated = alive and self._steps >= self.max_episode_steps
-        return self.encoder.encode(engine), float(reward), terminated, truncated, self._info()
+        if (terminated or truncated) and self.unfinished_penalty:
+            reward -= self.unfinished_penalty * sum(1 for r in engine.records.values() if r.status == "unfinished")
+        return self._observe(), float(reward), terminated, truncated, self._info()
 
     def _info(self) -> dict:
         e = self.engine
         return {"time": e.now, "queued": len(e.queue), "launches": e.n_launches} if e else {}
 
 
-def _absolute_speed(cluster, kind: str) -> float:
+def absolute_speed(cluster, kind: str) -> float:
+    """Throughput of GPU ``kind`` relative to the root of its ``relative_to`` chain."""
     speed, seen = 1.0, set()
     while kind and kind not in seen:
         seen.add(kind)

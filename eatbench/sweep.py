@@ -32,9 +32,22 @@ from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_
 from eatbench.runner import RunResult, run_dir, run_experiment
 
 #: schedulers that need a trained checkpoint; skipped (not failed) when absent from a grid.
-LEARNED = ("eat", "dsac", "sac", "eat_nodiff", "eat_wide", "authors_eat", "authors_dsac", "authors_sac")
+LEARNED = (
+    "eat",
+    "dsac",
+    "sac",
+    "eat_nodiff",
+    "eat_wide",
+    "eat_set",
+    "dsac_set",
+    "sac_set",
+    "eat_nodiff_set",
+    "authors_eat",
+    "authors_dsac",
+    "authors_sac",
+)
 #: every figure experiment, in report order (``--all`` runs these).
-FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations")
+FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations", "heldout")
 #: reference experiments beside the figures: the authors' own policies (needs their files,
 #: ``$EATBENCH_EAT_RELEASE``) and the clairvoyant oracle (minutes per episode).
 REFERENCE_EXPERIMENTS = ("authors", "oracle_gap")
