@@ -194,3 +194,16 @@ def test_short_training_beats_random_on_a_tiny_cluster(trained_eat):
     diff = paired_difference(mine, base)
     assert diff.low > 0.05 * statistics.fmean(base), (diff, mine, base)
     assert result.curve[-1]["eval_return"] > result.curve[0]["eval_return"]
+
+
+@pytest.mark.parametrize("arch", ["eat", "dsac", "sac", "eat_nodiff"])
+def test_fixed_layout_names_fall_back_to_the_shipped_size_agnostic_policy(arch):
+    """``scheduler=eat cluster=hetero8`` (no fixed-layout checkpoint for hetero8) runs the
+    shipped ``eat_set`` policy, and the run says so; on paper4 it stays the paper's layout."""
+    res = run_experiment(
+        _cfg(f"scheduler={arch}", "cluster=hetero8", "workload=bursty", "workload.n_tasks=40"), write=False
+    )
+    assert res.meta["scheduler_provenance"] == {"policy_arch": f"{arch}_set", "policy_layout": "set"}
+    assert res.summary["tasks_done"] > 0
+    paper = run_experiment(_cfg(f"scheduler={arch}", "cluster=paper4"), write=False)
+    assert "scheduler_provenance" not in paper.meta
