@@ -66,7 +66,7 @@ def _heuristic(cfg, name: str, steps: int):
             sched = SCHEDULERS.create(name, steps=steps)
             sched.reset(0, k_options(cfg, env.engine.n_servers))
             decide.sched = {id(env.engine): sched}
-        return sched.decide(env.engine)
+        return sched.decide(env.engine.view)
 
     decide.sched = {}
     return decide
@@ -85,10 +85,10 @@ def _learned(checkpoint: str):
 
 def _policy_decider(net):
     def decide(env):
-        obs = env.encoder.encode(env.engine, env.speeds)
+        obs = env.encoder.encode(env.engine.view, env.speeds)
         with torch.inference_mode():
             action = net(torch.from_numpy(obs).unsqueeze(0))[0].numpy()
-        return env.decoder.decode(env.engine, action)
+        return env.decoder.decode(env.engine.view, action)
 
     return decide
 
@@ -108,7 +108,7 @@ def _imitate(cfg, env, samples: int, updates: int) -> tuple[torch.nn.Module, dic
         ef = SCHEDULERS.create("earliest_finish", steps=20)
         ef.reset(0, k_options(cfg, engine.n_servers))
         while engine.next_decision() and len(obs) < samples:
-            d = ef.decide(engine)
+            d = ef.decide(engine.view)
             visible = engine.visible()
             target = np.zeros(dec.size, dtype=np.float32)
             mask = np.zeros(dec.size, dtype=np.float32)
@@ -122,7 +122,7 @@ def _imitate(cfg, env, samples: int, updates: int) -> tuple[torch.nn.Module, dic
                 for i, t in enumerate(visible):
                     target[3 + i] = 0.95 if t.id == d.task_id else -0.95
                     mask[3 + i] = 1
-            obs.append(env.encoder.encode(engine, env.speeds))
+            obs.append(env.encoder.encode(engine.view, env.speeds))
             targets.append(target)
             masks.append(mask)
             engine.apply(d)
@@ -141,7 +141,7 @@ def _imitate(cfg, env, samples: int, updates: int) -> tuple[torch.nn.Module, dic
         loss.backward()
         opt.step()
     net.eval()
-    return net, {"samples": len(x), "updates": updates, "final_loss": round(float(loss), 4),
+    return net, {"samples": len(x), "updates": updates, "final_loss": round(loss.item(), 4),
                  "fit_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
 

@@ -29,13 +29,14 @@ that a policy that stops serving pays for it.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import gymnasium as gym
 import numpy as np
 
+from eatbench.cluster import Cluster
 from eatbench.config import ExperimentConfig, validate
 from eatbench.engine import Decision, Engine
+from eatbench.view import EngineView, absolute_speed
 
 FEATURES = 4
 OBS_CLIP = 10.0
@@ -62,27 +63,21 @@ class ObservationEncoder:
     def space(self) -> gym.spaces.Box:
         return gym.spaces.Box(0.0, OBS_CLIP, shape=(self.size,), dtype=np.float32)
 
-    def encode(self, engine: Engine) -> np.ndarray:
+    def encode(self, view: EngineView) -> np.ndarray:
         obs = np.zeros((self.rows, FEATURES), dtype=np.float32)
-        now, n, ts = engine.now, self.n_servers, self.time_scale
-        for i, task in enumerate(engine.visible()):
+        now, n, ts = view.now, self.n_servers, self.time_scale
+        for i, task in enumerate(view.visible()):
             obs[i] = (1.0, (now - task.arrival) / ts, (task.k or 0) / n, task.resolution / 1024)
         base = self.window
         for s in range(n):
-            idle = engine.running_task[s] < 0 and engine.reserved_by[s] < 0
-            group = engine.residency.warm_group(s)
+            group = view.warm_group(s)
             obs[base + s] = (
-                float(idle),
-                max(0.0, engine.free_at[s] - now) / ts,
+                float(view.is_idle(s)),
+                view.time_until_free(s) / ts,
                 (len(group[0]) / n) if group else 0.0,
                 self.speeds[s],
             )
-        obs[-1] = (
-            len(engine.queue) / self.window,
-            len(engine.jobs) / n,
-            sum(1 for r in engine.reserved_by if r >= 0) / n,
-            0.0,
-        )
+        obs[-1] = (view.queue_length / self.window, view.n_running / n, view.n_reserved / n, 0.0)
         np.clip(obs, 0.0, OBS_CLIP, out=obs)
         return obs.reshape(-1)
 
@@ -115,10 +110,10 @@ class ActionDecoder:
         frac = (float(np.clip(a, -1, 1)) + 1) / 2
         return self.k_options[min(int(frac * len(self.k_options)), len(self.k_options) - 1)]
 
-    def decode(self, engine: Engine, action: np.ndarray) -> Decision | None:
+    def decode(self, view: EngineView, action: np.ndarray) -> Decision | None:
         if action[0] <= 0:
             return None
-        visible = engine.visible()
+        visible = view.visible()
         if not visible:
             return None
         scores = action[2 : 2 + len(visible)]
@@ -129,7 +124,7 @@ class ActionDecoder:
             k = self.k_choice(action[2 + self.window])
         else:
             k = self.k_options[0]
-        servers = engine.default_servers(k, task.model)
+        servers = view.default_servers(k, task.model)
         if servers is None:
             return None
         return Decision(task.id, self.steps(action[1]), servers)
@@ -173,10 +168,8 @@ class EdgeAIGCEnv(gym.Env):
         self.layout = layout
         self.scenarios = scenarios
         self.unfinished_penalty = unfinished_penalty
-        from eatbench.cluster import Cluster
-
         cluster = Cluster.from_config(self.config.cluster)
-        self.speeds = np.asarray([absolute_speed(cluster, s.gpu_kind) for s in cluster.servers], dtype=np.float32)
+        self.speeds = server_speeds(cluster)
         e = self.config.engine
         if layout == "set":
             from eatbench.tokens import TokenActionDecoder, TokenEncoder
@@ -215,22 +208,20 @@ class EdgeAIGCEnv(gym.Env):
 
         self.engine = build_engine(cfg)
         if self.scenarios is not None:
-            self.speeds = np.asarray(
-                [absolute_speed(self.engine.cluster, s.gpu_kind) for s in self.engine.cluster.servers], dtype=np.float32
-            )
+            self.speeds = server_speeds(self.engine.cluster)
         self._steps = 0
         self.engine.next_decision()
         return self._observe(), self._info()
 
     def _observe(self) -> np.ndarray:
         if self.layout == "set":
-            return self.encoder.encode(self.engine, self.speeds)
-        return self.encoder.encode(self.engine)
+            return self.encoder.encode(self.engine.view, self.speeds)
+        return self.encoder.encode(self.engine.view)
 
     def step(self, action):
         engine = self.engine
         assert engine is not None, "call reset() first"
-        decision = self.decoder.decode(engine, np.asarray(action, dtype=np.float32))
+        decision = self.decoder.decode(engine.view, np.asarray(action, dtype=np.float32))
         reward = engine.apply(decision)
         self._steps += 1
         alive = engine.next_decision()
@@ -242,15 +233,9 @@ class EdgeAIGCEnv(gym.Env):
 
     def _info(self) -> dict:
         e = self.engine
-        return {"time": e.now, "queued": len(e.queue), "launches": e.n_launches} if e else {}
+        return {"time": e.now, "queued": e.view.queue_length, "launches": e.n_launches} if e else {}
 
 
-def absolute_speed(cluster, kind: str) -> float:
-    """Throughput of GPU ``kind`` relative to the root of its ``relative_to`` chain."""
-    speed, seen = 1.0, set()
-    while kind and kind not in seen:
-        seen.add(kind)
-        spec = cluster.gpu_kinds[kind]
-        speed *= spec.speed
-        kind = spec.relative_to
-    return float(speed) if math.isfinite(speed) else 1.0
+def server_speeds(cluster: Cluster) -> np.ndarray:
+    """Each server's GPU speed relative to the base kind (``EngineView.speed``'s rule), float32."""
+    return np.asarray([absolute_speed(cluster, s.gpu_kind) for s in cluster.servers], dtype=np.float32)

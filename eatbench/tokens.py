@@ -34,7 +34,9 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from eatbench.engine import Decision, Engine
+from eatbench.engine import Decision
+from eatbench.tasks import Task
+from eatbench.view import EngineView
 
 TOKEN = 9  # numbers per token
 KIND_COLUMNS = 4  # is_task, is_server, is_global, present
@@ -65,37 +67,35 @@ class TokenEncoder:
             raise ValueError("an unpadded token encoder has no fixed observation space")
         return gym.spaces.Box(0.0, OBS_CLIP, shape=(self.n_tokens(self.max_servers) * TOKEN,), dtype=np.float32)
 
-    def encode(self, engine: Engine, speeds: np.ndarray) -> np.ndarray:
-        """Tokens of ``engine``'s state; ``speeds``: each server's GPU speed (relative throughput)."""
-        n = engine.n_servers
+    def encode(self, view: EngineView, speeds: np.ndarray) -> np.ndarray:
+        """Tokens of the engine's state; ``speeds``: each server's GPU speed (relative throughput)."""
+        n = view.n_servers
         if self.max_servers is not None and n > self.max_servers:
             raise ValueError(f"cluster has {n} servers; this encoder pads to max_servers={self.max_servers}")
         tok = np.zeros((self.n_tokens(n), TOKEN), dtype=np.float32)
-        now, ts = engine.now, self.time_scale
-        fastest = [engine.kind_of[int(np.argmax(speeds))]]
-        profile = engine.profile
-        for i, task in enumerate(engine.visible()):
+        now, ts = view.now, self.time_scale
+        fastest = [view.gpu_kind(int(np.argmax(speeds)))]
+        profile = view.profile
+        for i, task in enumerate(view.visible()):
             k = task.k or 0
             iso = profile.duration(fastest * max(k, 1), task.model, task.resolution, REF_STEPS, False)
             tok[i] = (1, 0, 0, 1, (now - task.arrival) / ts, k / K_SCALE, task.resolution / 1024, iso / ts, 0)
         base = self.window
-        running, reserved = engine.running_task, engine.reserved_by
         for s in range(n):
-            group = engine.residency.warm_group(s)
+            group = view.warm_group(s)
             tok[base + s] = (
                 0,
                 1,
                 0,
                 1,
-                float(running[s] < 0 and reserved[s] < 0),
-                max(0.0, engine.free_at[s] - now) / ts,
+                float(view.is_idle(s)),
+                view.time_until_free(s) / ts,
                 (len(group[0]) / K_SCALE) if group else 0.0,
                 speeds[s],
-                float(reserved[s] >= 0),
+                float(view.is_reserved(s)),
             )
-        n_reserved = sum(1 for r in reserved if r >= 0)
-        queued, running = len(engine.queue) / self.window, len(engine.jobs) / n
-        tok[-1] = (0, 0, 1, 1, queued, running, n_reserved / n, math.log2(n) / 6, 0)
+        queued, running = view.queue_length / self.window, view.n_running / n
+        tok[-1] = (0, 0, 1, 1, queued, running, view.n_reserved / n, math.log2(n) / 6, 0)
         np.clip(tok, 0.0, OBS_CLIP, out=tok)
         return tok.reshape(-1)
 
@@ -131,28 +131,28 @@ class TokenActionDecoder:
         frac = (float(np.clip(a, -1, 1)) + 1) / 2
         return ks[min(int(frac * len(ks)), len(ks) - 1)]
 
-    def decode(self, engine: Engine, action: np.ndarray) -> Decision | None:
+    def decode(self, view: EngineView, action: np.ndarray) -> Decision | None:
         if action[0] <= 0:
             return None
-        visible = engine.visible()
+        visible = view.visible()
         if not visible:
             return None
         task = visible[int(np.argmax(action[3 : 3 + len(visible)]))]
-        k = task.k if task.k is not None else self.k_choice(action[2], engine.n_servers)
+        k = task.k if task.k is not None else self.k_choice(action[2], view.n_servers)
         steps = self.steps(action[1])
-        gang = earliest_finish_gang(engine, task, k, steps)
+        gang = earliest_finish_gang(view, task, k, steps)
         return None if gang is None else Decision(task.id, steps, gang)
 
 
-def earliest_finish_gang(engine: Engine, task, k: int, steps: int) -> tuple[int, ...] | None:
+def earliest_finish_gang(view: EngineView, task: Task, k: int, steps: int) -> tuple[int, ...] | None:
     """The candidate gang of ``k`` servers (as the ``earliest_finish`` scheduler forms
     them) on which ``task`` at ``steps`` steps is expected to finish first; ``None`` if
     fewer than ``k`` servers are unreserved."""
     from eatbench.schedulers.heuristics import EarliestFinishScheduler
 
     best: tuple[float, tuple[int, ...]] | None = None
-    for gang in EarliestFinishScheduler._groups(engine, k, task.model):
-        finish = engine.estimate(task, gang, steps).finish
+    for gang in EarliestFinishScheduler._groups(view, k, task.model):
+        finish = view.estimate(task, gang, steps).finish
         if best is None or finish < best[0]:
             best = (finish, gang)
     return None if best is None else best[1]

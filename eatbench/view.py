@@ -52,6 +52,10 @@ class EngineView:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"EngineView is read-only: cannot delete {name!r}")
 
+    def __reduce__(self) -> tuple:
+        # pickled with its engine (a training checkpoint pickles the env mid-episode)
+        return (EngineView, (self._engine,))
+
     # -- clock and rules ----------------------------------------------------------------
     @property
     def now(self) -> float:
@@ -182,7 +186,7 @@ class EngineView:
         speeds = self._speeds
         if speeds is None:
             cluster = self._engine.cluster
-            speeds = tuple(_absolute_speed(cluster, k) for k in cluster.kind_of)
+            speeds = tuple(absolute_speed(cluster, k) for k in cluster.kind_of)
             object.__setattr__(self, "_speeds", speeds)
         return speeds[server]
 
@@ -253,7 +257,8 @@ class EngineView:
         return copy.deepcopy(self._engine.config)
 
 
-def _absolute_speed(cluster: Cluster, kind: str) -> float:
+def absolute_speed(cluster: Cluster, kind: str) -> float:
+    """Throughput of GPU ``kind`` relative to the root of its ``relative_to`` chain."""
     speed, seen = 1.0, set()
     while kind and kind not in seen:
         seen.add(kind)

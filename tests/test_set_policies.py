@@ -14,7 +14,7 @@ pytest.importorskip("stable_baselines3")
 
 from eatbench.compose import compose_experiment  # noqa: E402
 from eatbench.config import ConfigError, validate  # noqa: E402
-from eatbench.env import EdgeAIGCEnv, absolute_speed  # noqa: E402
+from eatbench.env import EdgeAIGCEnv, server_speeds  # noqa: E402
 from eatbench.runner import build_engine, run_experiment  # noqa: E402
 from eatbench.schedulers.rl.presets import ARCHS, SET_ARCHS  # noqa: E402
 from eatbench.schedulers.rl.scenarios import ScenarioSampler, mean_task_seconds  # noqa: E402
@@ -44,10 +44,9 @@ def _tokens(cfg, max_servers=None, decisions: int = 3) -> np.ndarray:
     for _ in range(decisions):
         if not engine.next_decision():
             break
-        engine.apply(sched.decide(engine))
+        engine.apply(sched.decide(engine.view))
     engine.next_decision()
-    speeds = np.asarray([absolute_speed(engine.cluster, s.gpu_kind) for s in engine.cluster.servers])
-    return TokenEncoder(cfg.engine.window, max_servers, 100.0).encode(engine, speeds)
+    return TokenEncoder(cfg.engine.window, max_servers, 100.0).encode(engine.view, server_speeds(engine.cluster))
 
 
 @pytest.mark.parametrize("arch", SET_ARCHS)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from eatbench.config import ExperimentConfig
-    from eatbench.engine import Decision, Engine
+    from eatbench.engine import Decision
+    from eatbench.view import EngineView
 
 
 class LearnedScheduler(Scheduler):
@@ -113,10 +114,9 @@ class LearnedScheduler(Scheduler):
 
     def _load_set(self, meta: PolicyMeta, state: dict, cfg: ExperimentConfig, source: str) -> None:
         """A size-agnostic policy: tokens for this cluster (no padding), any server count."""
-        import numpy as np
 
         from eatbench.cluster import Cluster
-        from eatbench.env import absolute_speed
+        from eatbench.env import server_speeds
         from eatbench.runner import k_options
         from eatbench.schedulers.rl.networks import ArchSpec, compile_for_cpu
         from eatbench.schedulers.rl.set_networks import SetPolicyNet
@@ -134,7 +134,7 @@ class LearnedScheduler(Scheduler):
         except RuntimeError as err:
             raise CheckpointError(f"checkpoint {source!r}: weights do not match its architecture ({err})") from err
         cluster = Cluster.from_config(cfg.cluster)
-        self.speeds = np.asarray([absolute_speed(cluster, s.gpu_kind) for s in cluster.servers], dtype=np.float32)
+        self.speeds = server_speeds(cluster)
         self.meta, self._cfg, self.path = meta, cfg, source
         self.encoder = TokenEncoder(meta.window, None, meta.time_scale)
         self.decoder = TokenActionDecoder(meta.window, k_options(cfg, len(cluster)), e.min_steps, e.max_steps)
@@ -164,10 +164,10 @@ class LearnedScheduler(Scheduler):
         with torch.inference_mode():
             return self.policy(torch.from_numpy(obs).unsqueeze(0))[0].numpy()
 
-    def decide(self, engine: Engine) -> Decision | None:
+    def decide(self, view: EngineView) -> Decision | None:
         if self.meta is not None and self.meta.layout == "set":
-            return self.decoder.decode(engine, self.act(self.encoder.encode(engine, self.speeds)))
-        return self.decoder.decode(engine, self.act(self.encoder.encode(engine)))
+            return self.decoder.decode(view, self.act(self.encoder.encode(view, self.speeds)))
+        return self.decoder.decode(view, self.act(self.encoder.encode(view)))
 
 
 def _register(name: str, doc: str, tokens: bool = False) -> type[LearnedScheduler]:
