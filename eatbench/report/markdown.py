@@ -310,7 +310,9 @@ def _learned_provenance_note(runs: pd.DataFrame) -> list[str]:
     from eatbench.report.plots import label
 
     parts, dirty = [], []
-    for sched in sorted(runs["scheduler"].unique()):
+    scheds = sorted(runs["scheduler"].unique())
+    ours = _set_provenance_note([s for s in scheds if str(s).endswith("_set")])
+    for sched in [s for s in scheds if not str(s).endswith("_set")]:
         revs = []
         for path in sorted(agg_mod.CHECKPOINT_DIR.glob(f"{sched}-*.json")):
             try:
@@ -323,13 +325,39 @@ def _learned_provenance_note(runs: pd.DataFrame) -> list[str]:
         if revs:
             parts.append(f"{label(sched)} ({', '.join(revs)})")
     if not parts:
-        return []
-    return [
+        return ours
+    return ours + [
         "> **Learned schedulers: one training seed each, trained before this revision's fixes.** Checkpoints: "
         + "; ".join(parts)
         + (f". Trained from uncommitted working trees: {', '.join(dirty)}" if dirty else "")
         + ". Their numbers are shown for continuity, not as a verdict on the learned schedulers; retraining "
         "from committed code over 5 training seeds is open work.",
+        "",
+    ]
+
+
+def _set_provenance_note(scheds: list[str]) -> list[str]:
+    """Where the size-agnostic agents' (ours) checkpoints come from: the shipped one is training
+    seed 0 of those under ``seeds/``; their sidecars' revisions."""
+    from eatbench.report.plots import label
+
+    parts = []
+    for sched in scheds:
+        revs: dict[int, str] = {}
+        for path in sorted((agg_mod.CHECKPOINT_DIR / agg_mod.SEEDS_SUBDIR).glob(f"{sched}-any-seed*.json")):
+            try:
+                info = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            revs[int(info.get("seed", -1))] = str(info.get("git_revision", ""))[:12]
+        if revs:
+            rev_text = ", ".join(f"`{r}`" for r in sorted(set(revs.values())))
+            parts.append(f"{label(sched)}: {len(revs)} training seed(s) (revision {rev_text})")
+    if not parts:
+        return []
+    return [
+        "> Size-agnostic agents (ours): the shipped checkpoint (`<arch>-any.pt`, used in the figures) is training "
+        "seed 0; every training seed is in `eatbench/data/checkpoints/seeds/` (T2). " + "; ".join(parts) + ".",
         "",
     ]
 
@@ -842,7 +870,7 @@ def _training_section(curves_dir: Path, fig_dir: Path, report_dir: Path) -> list
             continue
         png = plots.plot_training_curves(sub, fig_dir / name, f"F5: {what}, evaluation vs environment steps", cols)
         seeds = sub.groupby("scheduler")["seed"].nunique()
-        shown = " and mean response (s, every arrived task)" if len(cols) > 1 else ""
+        shown = " and mean response (s)" if len(cols) > 1 else ""
         lines += [
             f"**{what[0].upper() + what[1:]}**: deterministic evaluation return (paper reward){shown} vs environment "
             "steps; line = mean over training seeds, band = its 95% bootstrap interval (none under 3 seeds) "

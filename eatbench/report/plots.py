@@ -58,8 +58,14 @@ def label(scheduler: str) -> str:
     return LABELS.get(scheduler, scheduler)
 
 
+#: strong, distinct colours for the size-agnostic agents (ours).
+SET_COLORS = {"eat_set": "#1f77b4", "dsac_set": "#ff7f0e", "sac_set": "#2ca02c", "eat_nodiff_set": "#17becf"}
+
+
 def _color(scheduler: str):
     """A fixed colour per scheduler (20 distinct ones), the same in every figure."""
+    if scheduler in SET_COLORS:
+        return SET_COLORS[scheduler]
     names = list(LABELS)
     index = names.index(scheduler) if scheduler in names else len(names) + sum(map(ord, scheduler))
     return plt.get_cmap("tab20")(index % 20)

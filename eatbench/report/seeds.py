@@ -230,8 +230,9 @@ def seeds_section(root: str | Path, checkpoint_dir: str | Path | None = None) ->
             "",
         ]
     n_points = int(scores["points"].max())
+    n_seeds = int(runs["seed"].nunique())
     lines += [
-        f"Each training seed's checkpoint on the {n_points} held-out point(s), {WORKLOAD_SEEDS} workload seeds each, "
+        f"Each training seed's checkpoint on the {n_points} held-out point(s), {n_seeds} workload seeds each, "
         "beside EarliestFinish on the same workload seeds. Score of a training seed = mean over points and workload "
         "seeds of EarliestFinish's mean response / the agent's (1 = EarliestFinish's level, higher = better). IQM = "
         "rliable's interquartile mean over training seeds, with a 95% bootstrap interval over training seeds (none "
