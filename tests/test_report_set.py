@@ -163,3 +163,12 @@ def test_t2_says_when_there_is_nothing_to_show(tmp_path):
     (tmp_path / "ckpt" / "seeds").mkdir(parents=True)
     (tmp_path / "ckpt" / "seeds" / "eat_set-any-seed3.pt").write_bytes(b"")
     assert "eat_set: 1 seeds" in "\n".join(seeds_section(tmp_path / "results", tmp_path / "ckpt"))
+
+
+def test_evaluation_stage_refuses_unknown_points_before_running(tmp_path):
+    from eatbench.report.seeds import evaluate_training_seeds, heldout_points
+
+    assert heldout_points() == ["c24_u50", "c24_u80", "c48_u50", "c48_u80"]
+    with pytest.raises(ValueError, match=r"points=\['c99_u10'\] is invalid; allowed: c24_u50"):
+        evaluate_training_seeds(tmp_path / "results", checkpoint_dir=tmp_path, points=["c99_u10"])
+    assert not (tmp_path / "results").exists()
