@@ -98,6 +98,10 @@ def reproduce(session: nox.Session) -> None:
     extra = [a for a in session.posargs if a not in ("--quick", "--retrain")]  # e.g. +allow_dirty=true
     sweep = [PY, "-m", "eatbench.sweep", "--all", "--root", f"{out}/results"]
     session.run(*sweep, *(["--quick"] if quick else ["--seeds", "30"]), env=ENV)
+    # T2: every training seed's checkpoint of the size-agnostic agents on the held-out points (resumes)
+    session.run(
+        PY, "-m", "eatbench.report.seeds", "--root", f"{out}/results", *(["--seeds", "2"] if quick else []), env=ENV
+    )
     session.run(*EATBENCH, "report", f"output.root={out}/results", "output.wandb=offline", *extra, env=ENV)
 
 
