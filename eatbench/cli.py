@@ -25,6 +25,7 @@ examples:
   eatbench run scheduler=greedy cluster=hetero8 workload.rate=0.05 seed=3
   eatbench run -m +experiment=paper_rates                    # the paper's sweep (joblib, 2 workers)
   eatbench run -m +experiment=paper_rates scheduler=mine     # add a scheduler to its results
+  eatbench run hydra.searchpath=[file:///abs/dir] scheduler=mine   # dir/scheduler/mine.yaml (_target_: pkg.mod.Cls)
   eatbench report                                            # reports/results -> reports/REPORT.md
   eatbench run -m +experiment=paper_rates hydra/launcher=local_ray   # Ray (pip install -e ".[ray]")
 
