@@ -128,6 +128,10 @@ def test_a_built_wheel_runs_an_experiment_from_an_unrelated_directory(tmp_path: 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = dist.glob("eatbench-*.whl")
 
+    # the environment inside a clone (as `.venv` often is): its HEAD is not the installed code's
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "a clone"], check=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=env)
     python = venv / "bin" / "python"
@@ -165,6 +169,8 @@ def test_a_built_wheel_runs_an_experiment_from_an_unrelated_directory(tmp_path: 
     assert len(summaries) == 2
     assert sorted(json.loads(p.read_text())["config"]["workload"]["name"] for p in summaries) == ["paper", "trace"]
     assert sorted(p.name for p in work.iterdir()) == ["out"]
+    # an installed copy has no git history (not the HEAD of the clone its environment sits in)
+    assert json.loads(summaries[0].read_text())["git_revision"] == "unknown"
 
     # the same records as this checkout gives for the same experiment
     from eatbench.cli import main
