@@ -104,11 +104,14 @@ class WorkloadConfig:
 @dataclass
 class SchedulerConfig:
     """A scheduler by registry ``name``; ``params`` go to its constructor (checked there).
-    ``checkpoint`` is the trained policy a learned scheduler loads."""
+    ``checkpoint`` is the trained policy a learned scheduler loads. ``_target_``: the import
+    path of a ``Scheduler`` subclass defined outside eatbench (``my_package.my_module.MyScheduler``),
+    registered as ``name`` when the config is validated; ``None`` for the built-in ones."""
 
     name: str = "greedy"
     params: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    _target_: str | None = None
 
 
 @dataclass
@@ -448,8 +451,19 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _fail("workload.slo_steps", w.slo_steps, "an integer >= 1")
     _validate_scheduler_params(cfg)
 
+    from eatbench.registry import UnknownNameError
+    from eatbench.schedulers import register_target
+
+    try:
+        register_target(cfg.scheduler)  # a class outside the package, by its import path
+    except UnknownNameError as err:
+        raise ConfigError(str(err)) from None
     if cfg.scheduler.name not in SCHEDULERS:
-        _fail("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
+        _fail(
+            "scheduler.name",
+            cfg.scheduler.name,
+            f"{', '.join(SCHEDULERS.names())}, or a class of one's own by scheduler._target_=package.module.Class",
+        )
     if cfg.backend.name not in BACKENDS:
         _fail("backend.name", cfg.backend.name, ", ".join(BACKENDS.names()))
     check_params = getattr(BACKENDS.get_class(cfg.backend.name), "check_params", None)
@@ -571,7 +585,10 @@ def config_to_dict(cfg: ExperimentConfig) -> dict:
 
     The same data as ``OmegaConf.to_container(OmegaConf.structured(cfg))`` at a fraction of
     the cost (it is called for every run of a sweep)."""
-    return _plain(dataclasses.asdict(cfg))
+    d = _plain(dataclasses.asdict(cfg))
+    if d["scheduler"]["_target_"] is None:  # built-in schedulers: records as before the key existed
+        del d["scheduler"]["_target_"]
+    return d
 
 
 def _plain(value: Any) -> Any:
@@ -584,14 +601,18 @@ def _plain(value: Any) -> Any:
 
 def resolve_path(path: str) -> str:
     """A relative path as given if it exists from the working directory, else relative to
-    the repository root (so config files can name ``conf/traces/x.csv``)."""
+    the package folder (so config files can name ``conf/traces/x.csv``, shipped in
+    ``eatbench/conf``), else relative to a checkout's root (``reports/...``)."""
     from pathlib import Path
 
     p = Path(path)
     if p.is_absolute() or p.exists():
         return str(p)
-    alt = Path(__file__).resolve().parent.parent / p
-    return str(alt) if alt.exists() else str(p)
+    package = Path(__file__).resolve().parent
+    for alt in (package / p, package.parent / p):
+        if alt.exists():
+            return str(alt)
+    return str(p)
 
 
 # -- CSV input files (profiles, quality curves, traces) -------------------------------------

@@ -142,11 +142,12 @@ def test_import_is_cheap() -> None:
 # ----------------------------------------------------------------- validation
 def test_yaml_params_are_the_constructor_parameters() -> None:
     import inspect
-    from pathlib import Path
 
     import yaml
 
-    conf = yaml.safe_load((Path(__file__).parents[1] / "conf" / "backend" / "gpu.yaml").read_text())
+    from eatbench.compose import conf_dir
+
+    conf = yaml.safe_load((conf_dir() / "backend" / "gpu.yaml").read_text())
     assert conf["name"] == "gpu"
     accepted = set(inspect.signature(GpuBackend.__init__).parameters) - {"self", "context"}
     assert set(conf["params"]) == accepted

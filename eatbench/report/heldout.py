@@ -1,4 +1,4 @@
-"""F9: the held-out clusters and loads (``conf/experiment/heldout.yaml``), and the issue's target.
+"""F9: the held-out clusters and loads (``eatbench/conf/experiment/heldout.yaml``), and the issue's target.
 
 Each point is one ``+experiment/heldout=<name>`` variant (``c24_u50``: 24 servers at 50%
 utilisation, ...), like ``+experiment/scale=n8`` for F4; the result files name a point by its
@@ -39,7 +39,7 @@ def is_ours(scheduler: str) -> bool:
 
 
 def point_labels(folder: Path | None = None) -> dict[float, str]:
-    """Arrival rate (tasks/s) -> the held-out variant's name, from ``conf/experiment/heldout/*.yaml``."""
+    """Arrival rate (tasks/s) -> the held-out variant's name, from ``eatbench/conf/experiment/heldout/*.yaml``."""
     from omegaconf import OmegaConf
 
     if folder is None:

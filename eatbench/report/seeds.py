@@ -2,7 +2,7 @@
 
 Evaluation stage: every training seed's checkpoint of each size-agnostic agent
 (``eatbench/data/checkpoints/seeds/<arch>-any-seed<s>.pt``) runs on every held-out point of
-``conf/experiment/heldout.yaml`` (``+experiment/heldout=c24_u50`` ...) for 10 workload seeds,
+``eatbench/conf/experiment/heldout.yaml`` (``+experiment/heldout=c24_u50`` ...) for 10 workload seeds,
 beside EarliestFinish on the same workload seeds. The result files go under the results root
 in ``<root>/heldout_seeds/<scheduler>/<point>-<checkpoint digest>/seed=<s>/`` (the checkpoint
 is part of the folder name, so the training seeds never mix), and a rerun skips finished runs.

@@ -6,7 +6,7 @@ on, fixed before training):
 
 - servers: uniform in [``min_servers``, ``max_servers``] = [2, 16];
 - GPU kinds: with probability 1/2 one kind for the whole cluster, else a random mix of
-  ``KINDS`` (the speeds of ``conf/cluster/hetero8.yaml``: 0.4, 1.0, 2.5 x the paper GPU);
+  ``KINDS`` (the speeds of ``eatbench/conf/cluster/hetero8.yaml``: 0.4, 1.0, 2.5 x the paper GPU);
 - arrivals: ``bernoulli``, ``poisson``, ``gamma`` with CV in [1.5, 3] (bursts), ``cosine``;
 - load: utilisation u uniform in [0.1, 0.9]; the arrival rate is u times the cluster's
   capacity in tasks/s (``capacity``: sum of server speeds over the mean server-seconds a
