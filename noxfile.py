@@ -3,7 +3,9 @@ with ``sys.executable``, so ``nox`` uses the interpreter that has eatbench insta
 
     nox -s tests                 unit and integration tests
     nox -s benchmarks            pytest benchmarks (sim backend; args after -- go to pytest)
-    nox -s reproduce             train what has no checkpoint, sweep every figure, write the report
+    nox -s reproduce             train what has no checkpoint (fixed-layout agents on paper4; the
+                                 size-agnostic *_set agents: 5 seeds each, resumable), sweep every
+                                 figure, write the report
     nox -s reproduce -- --quick  reduced grid (5 seeds, 3 values per key), no training, about a minute;
                                  written to results/quick (never over the committed report)
     nox -s reproduce -- --retrain   retrain the learned schedulers even if checkpoints exist
@@ -84,10 +86,26 @@ def reproduce(session: nox.Session) -> None:
             *EATBENCH, "train", f"scheduler={name}", "cluster=paper4",
             f"train.export={shipped_path(name, 'paper4')}", env=ENV,
         )  # fmt: skip
+    from eatbench.schedulers.rl.campaign import seed_path
+    from eatbench.schedulers.rl.presets import SET_ARCHS
+
+    missing = [a for a in SET_ARCHS if retrain or not all(seed_path(a, s).is_file() for s in range(5))]
+    if missing and quick:
+        session.log(f"{', '.join(missing)}: no checkpoints; --quick does not train (the sweep skips them)")
+    elif missing:  # resumable: a rerun continues every unfinished run and skips finished ones
+        if retrain:
+            for a in missing:
+                for s in range(5):
+                    seed_path(a, s).unlink(missing_ok=True)
+        session.run(PY, "-m", "eatbench.schedulers.rl.campaign", "--seeds", "5", "--archs", ",".join(missing), env=ENV)
     out = QUICK_REPORT_DIR if quick else REPORT_DIR
     extra = [a for a in session.posargs if a not in ("--quick", "--retrain")]  # e.g. +allow_dirty=true
     sweep = [PY, "-m", "eatbench.sweep", "--all", "--root", f"{out}/results"]
     session.run(*sweep, *(["--quick"] if quick else ["--seeds", "30"]), env=ENV)
+    # T2: every training seed's checkpoint of the size-agnostic agents on the held-out points (resumes)
+    session.run(
+        PY, "-m", "eatbench.report.seeds", "--root", f"{out}/results", *(["--seeds", "2"] if quick else []), env=ENV
+    )
     session.run(*EATBENCH, "report", f"output.root={out}/results", "output.wandb=offline", *extra, env=ENV)
 
 

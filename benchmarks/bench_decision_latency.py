@@ -84,7 +84,7 @@ def test_eat_decide_latency(benchmark):
     sched.load_state(meta, net.state_dict(), cfg)
     sched.reset(0, env.decoder.k_options)
     engine = env.engine
-    fn = lambda: sched.decide(engine)  # noqa: E731
+    fn = lambda: sched.decide(engine.view)  # noqa: E731
     benchmark.extra_info.update(percentiles(fn, n=1000), threads=torch.get_num_threads())
     benchmark(fn)
 

@@ -145,3 +145,38 @@ def test_training_loop_steps_per_second(benchmark, tmp_path, scheduler):
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({"env_steps": budget, "threads": 1, "scheduler": scheduler})
     benchmark.extra_info["env_steps_per_s"] = _per_second(benchmark, budget)
+
+
+#: the training settings compared side by side by ``test_training_speed_old_vs_new``:
+#: (label, scheduler, extra overrides); "old" is the setting the fixed-layout checkpoints
+#: were trained with (one env, preset tuned: one update per 2 env steps, batch 128)
+TRAINING_SETTINGS = [
+    ("eat paper-layout, 1 env, tuned (old)", "eat", ["train.preset=tuned"]),
+    ("eat paper-layout, 16 envs, set preset", "eat", ["train.preset=set", "train.n_envs=16"]),
+    ("eat_set tokens, 16 envs, set preset (new)", "eat_set", ["+train=set"]),
+]
+
+
+@pytest.mark.benchmark(group="training-speed")
+@pytest.mark.parametrize("setting", range(len(TRAINING_SETTINGS)), ids=[s[0] for s in TRAINING_SETTINGS])
+def test_training_speed_old_vs_new(benchmark, setting):
+    """Environment steps per wall-second of SAC training in its steady state (after
+    ``learning_starts``: environment steps, policy forwards and gradient updates; no
+    evaluation), one torch thread, for the old and the new training settings."""
+    from eatbench.compose import compose_experiment
+    from eatbench.schedulers.rl.train import build_model
+
+    label, scheduler, extra = TRAINING_SETTINGS[setting]
+    cfg = compose_experiment([f"scheduler={scheduler}", "cluster=paper4", *extra])
+    model = build_model(cfg)
+    model.learn(model.learning_starts + 512, progress_bar=False)  # fill the buffer: untimed
+    steps = 3072
+
+    def run():
+        model.learn(steps, reset_num_timesteps=False, progress_bar=False)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        {"setting": label, "env_steps": steps, "threads": 1, "n_envs": cfg.train.n_envs, "preset": cfg.train.preset}
+    )
+    benchmark.extra_info["env_steps_per_s"] = _per_second(benchmark, steps)

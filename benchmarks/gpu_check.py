@@ -51,7 +51,6 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 T0 = time.monotonic()
@@ -252,20 +251,17 @@ def pipeline_checks(out: Out, a: argparse.Namespace, device: str, arch: str, dty
         torch.cuda.empty_cache()
 
 
-def _cluster(n: int, kind: str) -> SimpleNamespace:
-    return SimpleNamespace(servers=[SimpleNamespace(index=i, gpu_kind=kind) for i in range(n)])
-
-
 def backend_checks(
     out: Out, a: argparse.Namespace, devices: list[str], arch: str, dtype: str, tag: str, n_servers: int, **params: Any
 ) -> None:
     from eatbench.backends.base import BackendContext, Job
     from eatbench.backends.gpu.backend import GpuBackend
+    from eatbench.cluster import Cluster
     from eatbench.tasks import Task
 
     t = time.perf_counter()
     b = GpuBackend(
-        BackendContext(_cluster(n_servers, "check"), None, None, 0, a.image_dir),
+        BackendContext(Cluster.uniform(n_servers, "check"), None, None, 0, a.image_dir),
         random_init=arch,
         devices=devices,
         dtype=dtype,

@@ -33,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations")
+EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations", "heldout")
 
 
 def _child_peak_mib() -> float:

@@ -1,7 +1,8 @@
 """The ``eatbench`` command: ``eatbench <command> [hydra overrides...]``.
 
-Each command is a Hydra app over ``conf/`` (so ``-m`` multiruns, ``--cfg job`` and
-launcher overrides work as in any Hydra app).
+Each command is a Hydra app over the package's configs, ``pkg://eatbench.conf`` (so ``-m``
+multiruns, ``--cfg job``, launcher overrides and ``hydra.searchpath=[file://DIR]`` for configs
+of one's own work as in any Hydra app).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from eatbench.commands import CHECKS, COMMANDS, FLAGS, OPTIONS, TAKES_SWEEPS, command  # noqa: F401  (re-exported)
-from eatbench.compose import conf_dir, group_options
+from eatbench.compose import conf_dir, config_path, group_options, searchpath_overrides
 from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
 
 USAGE = """usage: eatbench <command> [key=value ...] [-m]
@@ -24,6 +25,7 @@ examples:
   eatbench run scheduler=greedy cluster=hetero8 workload.rate=0.05 seed=3
   eatbench run -m +experiment=paper_rates                    # the paper's sweep (joblib, 2 workers)
   eatbench run -m +experiment=paper_rates scheduler=mine     # add a scheduler to its results
+  eatbench run hydra.searchpath=[file:///abs/dir] scheduler=mine   # dir/scheduler/mine.yaml (_target_: pkg.mod.Cls)
   eatbench report                                            # reports/results -> reports/REPORT.md
   eatbench run -m +experiment=paper_rates hydra/launcher=local_ray   # Ray (pip install -e ".[ray]")
 
@@ -156,7 +158,8 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
                 f"checkpoint=auto is invalid for cluster {cfg.cluster.name!r}: no shipped {cfg.scheduler.name} "
                 f"checkpoint for it; allowed: a cluster with one ({', '.join(shipped) or 'none'}), or "
                 f"checkpoint=<run dir>/policy.pt after `eatbench train scheduler={cfg.scheduler.name} "
-                f"cluster={cfg.cluster.name}`"
+                f"cluster={cfg.cluster.name}`, or a size-agnostic scheduler (eat_set, dsac_set, sac_set, "
+                "eat_nodiff_set) once its checkpoint is trained"
             )
         raise ConfigError(f"scheduler.checkpoint={path!r} is invalid; allowed: an existing policy file (.pt)")
     if cfg.output.wandb != "disabled":  # only `eatbench report` logs to W&B
@@ -249,7 +252,9 @@ def precheck(name: str, args: list[str]) -> Path | None:
     overrides = [a for a in args if a not in ("-m", "--multirun")]
     if check is None or any(a.startswith("-") or "=" not in a for a in overrides):
         return None  # a command with its own arguments; --cfg, --help, --info, -cp ...: Hydra's own
-    # Hydra's own settings (launcher, sweeper, run dir) do not change the experiment
+    # Hydra's own settings (launcher, sweeper, run dir) do not change the experiment; its
+    # search path does (a scheduler/mine.yaml in a folder of one's own)
+    searchpath = searchpath_overrides(overrides)
     overrides = [a for a in overrides if not a.lstrip("+~").startswith("hydra")]
     try:
         variants = _variants(overrides)
@@ -261,7 +266,7 @@ def precheck(name: str, args: list[str]) -> Path | None:
     root = None
     for variant in variants:
         try:
-            cfg = compose_experiment(variant)
+            cfg = compose_experiment([*searchpath, *variant])
         except yaml.YAMLError as err:  # a config file with a syntax error: yaml names the file and line
             raise ConfigError(_yaml_message(err)) from err
         except ConfigError as err:
@@ -379,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     register_configs()
     try:
-        config_path = str(conf_dir())
+        primary = config_path()
         root = precheck(name, rest)
     except ConfigError as err:
         print(f"eatbench {name}: config error: {err}", file=sys.stderr)
@@ -399,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"eatbench {name}: interrupted", file=sys.stderr)
             sys.exit(130)  # as a shell reports Ctrl-C
 
-    app = hydra.main(config_path=config_path, config_name="config", version_base="1.3")(task)
+    app = hydra.main(config_path=primary, config_name="config", version_base="1.3")(task)
     saved_argv = sys.argv
     sys.argv = [f"eatbench-{name}", *rest]
     try:

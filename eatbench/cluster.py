@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from eatbench.config import ClusterConfig, GpuKindConfig, server_kinds
@@ -43,6 +44,13 @@ class Cluster:
         }
         servers = [Server(i, kind) for i, kind in enumerate(server_kinds(cfg))]
         return cls(servers, kinds, cfg.name)
+
+    @classmethod
+    def uniform(cls, n: int, gpu_kind: str, name: str = "uniform") -> Cluster:
+        """``n`` servers of one GPU kind ``gpu_kind`` (speed 1.0)."""
+        if n < 1:
+            raise ValueError(f"n={n} is invalid; allowed: an integer >= 1 (servers)")
+        return cls([Server(i, gpu_kind) for i in range(n)], {gpu_kind: GpuKind(gpu_kind)}, name)
 
     def __len__(self) -> int:
         return len(self.servers)
@@ -90,6 +98,14 @@ class Residency:
             if g is not None:
                 out.update(g[0])
         return out
+
+    def dissolve(self, servers: Iterable[int]) -> set[int]:
+        """Tear down every warm group that holds one of ``servers``; returns the servers of
+        those groups (whose pipelines and process groups must go)."""
+        touched = self.touched(tuple(servers))
+        for s in touched:
+            self._group_of[s] = None
+        return touched
 
     def claim(self, servers: tuple[int, ...], model: str) -> set[int]:
         """Record a launch of ``model`` on ``servers``. Returns the servers whose warm

@@ -1,5 +1,10 @@
-"""Compose Hydra configs from ``conf/`` outside of ``@hydra.main`` (tests, the pytest
-plugin, notebooks), with Hydra's global state cleared before and after."""
+"""Compose Hydra configs outside of ``@hydra.main`` (tests, the pytest plugin, notebooks),
+with Hydra's global state cleared before and after.
+
+The built-in configs are package data, ``eatbench/conf/``, found through Hydra's search path
+as ``pkg://eatbench.conf`` (so a wheel or ``pip install .`` runs from any directory);
+``$EATBENCH_CONF`` names another config folder instead, and ``hydra.searchpath=[file://DIR]``
+adds a folder of one's own (a ``scheduler/mine.yaml`` there is ``scheduler=mine``)."""
 
 from __future__ import annotations
 
@@ -11,14 +16,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: the installed package's folder (``.../site-packages/eatbench`` or ``<checkout>/eatbench``)
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: a checkout's root (the folder above the package); nothing the package runs depends on it
+REPO_ROOT = PACKAGE_DIR.parent
+#: the module holding the built-in configs (``eatbench/conf/``, shipped in the wheel)
+CONF_MODULE = "eatbench.conf"
 
 
 def conf_dir() -> Path:
-    """The config directory: ``$EATBENCH_CONF`` or ``conf/`` at the repository root."""
-    path = Path(os.environ.get("EATBENCH_CONF", REPO_ROOT / "conf")).resolve()
+    """The built-in config folder: ``$EATBENCH_CONF`` if set, else the package's ``eatbench/conf``."""
+    env = os.environ.get("EATBENCH_CONF")
+    path = Path(env).resolve() if env else PACKAGE_DIR / "conf"
     if not (path / "config.yaml").is_file():
-        raise ConfigError(f"no eatbench config directory at {path} (set EATBENCH_CONF to the conf/ folder)")
+        raise ConfigError(f"EATBENCH_CONF={str(path)!r} is invalid (no config.yaml); allowed: a config folder")
     return path
 
 
@@ -28,9 +39,20 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
+def config_path() -> str:
+    """Hydra's primary config path: ``file://$EATBENCH_CONF`` if set, else ``pkg://eatbench.conf``."""
+    return str(conf_dir()) if os.environ.get("EATBENCH_CONF") else f"pkg://{CONF_MODULE}"
+
+
+def searchpath_overrides(overrides: Sequence[str]) -> list[str]:
+    """The ``hydra.searchpath=[...]`` overrides among ``overrides`` (they add config folders;
+    every other ``hydra.*`` key leaves the experiment as it is)."""
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == "hydra.searchpath"]
+
+
 def compose_raw(overrides: Sequence[str] = (), experiment: str | None = None) -> DictConfig:
     """The composed config (with its ``hydra`` node) for ``overrides``."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -44,7 +66,12 @@ def compose_raw(overrides: Sequence[str] = (), experiment: str | None = None) ->
         overrides = [f"+experiment={experiment}", *overrides]
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        init = (
+            initialize_config_dir(version_base="1.3", config_dir=str(conf_dir()))
+            if os.environ.get("EATBENCH_CONF")
+            else initialize_config_module(version_base="1.3", config_module=CONF_MODULE)
+        )
+        with init:
             return compose(config_name="config", overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"bad config or override ({' '.join(overrides)}): {err}") from err

@@ -104,11 +104,14 @@ class WorkloadConfig:
 @dataclass
 class SchedulerConfig:
     """A scheduler by registry ``name``; ``params`` go to its constructor (checked there).
-    ``checkpoint`` is the trained policy a learned scheduler loads."""
+    ``checkpoint`` is the trained policy a learned scheduler loads. ``_target_``: the import
+    path of a ``Scheduler`` subclass defined outside eatbench (``my_package.my_module.MyScheduler``),
+    registered as ``name`` when the config is validated; ``None`` for the built-in ones."""
 
     name: str = "greedy"
     params: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    _target_: str | None = None
 
 
 @dataclass
@@ -221,6 +224,13 @@ class TrainConfig:
     ``total_steps`` env steps or after ``max_minutes`` of wall time (0: no limit).
     ``threads``: torch CPU threads (0: leave torch's default). ``export``: also copy the
     final ``policy.pt`` (and its ``.json`` sidecar) to this path. ``wandb``: W&B mode.
+
+    Size-agnostic training (ours; ``layout: set``, schedulers ``*_set``): ``scenarios:
+    mixed`` draws every episode's cluster and load from
+    ``eatbench.schedulers.rl.scenarios.ScenarioSpace`` (``none``: the configured ones);
+    ``n_envs`` environments step side by side (one policy forward for all of them);
+    ``unfinished_penalty`` is subtracted per task left unfinished at an episode's end
+    (0: the paper's reward).
     """
 
     preset: str = "tuned"
@@ -239,6 +249,9 @@ class TrainConfig:
     progress: bool = True
     export: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    scenarios: str = "none"
+    n_envs: int = 1
+    unfinished_penalty: float = 0.0
 
 
 @dataclass
@@ -262,7 +275,8 @@ class ExperimentConfig:
 ARRIVALS = ("bernoulli", "poisson", "gamma", "cosine", "trace")
 DECISION_MODES = ("event", "slotted", "release")
 WANDB_MODES = ("offline", "online", "disabled")
-TRAIN_LAYOUTS = ("paper", "extended")
+TRAIN_LAYOUTS = ("paper", "extended", "set")
+TRAIN_SCENARIOS = ("none", "mixed")
 MAX_WINDOW = 4096  # visible tasks; the env allocates (window + servers + 1) x 4 floats per observation
 MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by SB3 in training) takes 32-bit seeds
 #: names that become folder names in result and training paths
@@ -531,6 +545,14 @@ def _validate_train(t: TrainConfig) -> None:
         _fail("train.eval_episodes", t.eval_episodes, "episodes >= 1")
     if not t.time_scale > 0:
         _fail("train.time_scale", t.time_scale, "seconds > 0")
+    if t.scenarios not in TRAIN_SCENARIOS:
+        _fail("train.scenarios", t.scenarios, ", ".join(TRAIN_SCENARIOS))
+    if t.scenarios == "mixed" and t.layout != "set":
+        _fail("train.scenarios", t.scenarios, "none unless train.layout=set (fixed layouts are tied to one cluster)")
+    if isinstance(t.n_envs, bool) or not isinstance(t.n_envs, int) or not 1 <= t.n_envs <= 256:
+        _fail("train.n_envs", t.n_envs, "an integer in [1, 256]")
+    if not (isinstance(t.unfinished_penalty, (int, float)) and 0 <= t.unfinished_penalty < math.inf):
+        _fail("train.unfinished_penalty", t.unfinished_penalty, "a reward >= 0 per unfinished task")
     if t.threads < 0:
         _fail("train.threads", t.threads, "an integer >= 0 (0: torch's default)")
     if not t.max_minutes >= 0:
@@ -598,6 +620,8 @@ def config_to_dict(cfg: ExperimentConfig) -> dict:
         defaults = BackendConfig().settings()
         settings = {k: v for k, v in settings.items() if v != defaults[k]}
     d["backend"] = {"name": b.name, "params": settings}
+    if d["scheduler"]["_target_"] is None:  # built-in schedulers: records as before the key existed
+        del d["scheduler"]["_target_"]
     return d
 
 
@@ -611,14 +635,18 @@ def _plain(value: Any) -> Any:
 
 def resolve_path(path: str) -> str:
     """A relative path as given if it exists from the working directory, else relative to
-    the repository root (so config files can name ``conf/traces/x.csv``)."""
+    the package folder (so config files can name ``conf/traces/x.csv``, shipped in
+    ``eatbench/conf``), else relative to a checkout's root (``reports/...``)."""
     from pathlib import Path
 
     p = Path(path)
     if p.is_absolute() or p.exists():
         return str(p)
-    alt = Path(__file__).resolve().parent.parent / p
-    return str(alt) if alt.exists() else str(p)
+    package = Path(__file__).resolve().parent
+    for alt in (package / p, package.parent / p):
+        if alt.exists():
+            return str(alt)
+    return str(p)
 
 
 # -- CSV input files (profiles, quality curves, traces) -------------------------------------

@@ -28,6 +28,7 @@ from eatbench.config import EngineConfig, RewardConfig
 from eatbench.metrics import TaskRecord, summarize
 from eatbench.profiles import LatencyProfile
 from eatbench.tasks import Task, TaskState
+from eatbench.view import EngineView
 
 FREE = -1
 
@@ -141,8 +142,9 @@ class Engine:
         self._hold_ticks: dict[float, int] = {}  # duration -> release_ticks, cached
         self._start_tick: dict[int, int] = {}  # release: task id -> tick of its start
         self.scheduler = None  # set by run(); its summary_extra() joins the summary
+        self.view = EngineView(self)  # what schedulers see (read-only)
 
-    # -- views for schedulers ---------------------------------------------------------
+    # -- queries (schedulers reach them through ``self.view``) ---------------------------------------------------------
     def visible(self) -> list[Task]:
         """The first ``window`` queued tasks, oldest first."""
         q = self.queue
@@ -217,14 +219,16 @@ class Engine:
         return self._finished
 
     def run(self, scheduler) -> list[TaskRecord]:
-        """Run the episode to its end with ``scheduler`` (anything with ``decide(engine)``
-        returning a ``Decision`` or ``None`` to wait)."""
+        """Run the episode to its end with ``scheduler`` (anything with ``decide(view)``
+        taking the engine's read-only ``EngineView`` and returning a ``Decision`` or
+        ``None`` to wait)."""
         clock = time.perf_counter
         times = self.decision_times
         self.scheduler = scheduler
+        view = self.view
         while self.next_decision():
             t0 = clock()
-            decision = scheduler.decide(self)
+            decision = scheduler.decide(view)
             times.append(clock() - t0)
             self.apply(decision)
         return self.finalize()

@@ -18,22 +18,29 @@ launch if execute > 0 the present task with the highest score, with steps mapped
 linearly onto [min_steps, max_steps], on the paper's placement rule. ``extended`` layout
 appends one number that picks k among the allowed values for tasks without a fixed k.
 A launch that cannot be placed is a wait with reward 0, as in the paper.
+
+``set`` layout (ours, size-agnostic): tokens and actions of ``eatbench.tokens``; with a
+``ScenarioSampler`` every episode draws its own cluster and load, and the server tokens
+are padded to ``max_servers``. ``unfinished_penalty`` (0 in the paper's setting) is
+subtracted, per task that has not ended, from the reward of an episode's last step, so
+that a policy that stops serving pays for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import gymnasium as gym
 import numpy as np
 
+from eatbench.cluster import Cluster
 from eatbench.config import ExperimentConfig, validate
 from eatbench.engine import Decision, Engine
+from eatbench.view import EngineView, absolute_speed
 
 FEATURES = 4
 OBS_CLIP = 10.0
-LAYOUTS = ("paper", "extended")
+LAYOUTS = ("paper", "extended", "set")  # set: size-agnostic tokens (ours), see eatbench.tokens
 
 
 class ObservationEncoder:
@@ -56,27 +63,21 @@ class ObservationEncoder:
     def space(self) -> gym.spaces.Box:
         return gym.spaces.Box(0.0, OBS_CLIP, shape=(self.size,), dtype=np.float32)
 
-    def encode(self, engine: Engine) -> np.ndarray:
+    def encode(self, view: EngineView) -> np.ndarray:
         obs = np.zeros((self.rows, FEATURES), dtype=np.float32)
-        now, n, ts = engine.now, self.n_servers, self.time_scale
-        for i, task in enumerate(engine.visible()):
+        now, n, ts = view.now, self.n_servers, self.time_scale
+        for i, task in enumerate(view.visible()):
             obs[i] = (1.0, (now - task.arrival) / ts, (task.k or 0) / n, task.resolution / 1024)
         base = self.window
         for s in range(n):
-            idle = engine.running_task[s] < 0 and engine.reserved_by[s] < 0
-            group = engine.residency.warm_group(s)
+            group = view.warm_group(s)
             obs[base + s] = (
-                float(idle),
-                max(0.0, engine.free_at[s] - now) / ts,
+                float(view.is_idle(s)),
+                view.time_until_free(s) / ts,
                 (len(group[0]) / n) if group else 0.0,
                 self.speeds[s],
             )
-        obs[-1] = (
-            len(engine.queue) / self.window,
-            len(engine.jobs) / n,
-            sum(1 for r in engine.reserved_by if r >= 0) / n,
-            0.0,
-        )
+        obs[-1] = (view.queue_length / self.window, view.n_running / n, view.n_reserved / n, 0.0)
         np.clip(obs, 0.0, OBS_CLIP, out=obs)
         return obs.reshape(-1)
 
@@ -109,10 +110,10 @@ class ActionDecoder:
         frac = (float(np.clip(a, -1, 1)) + 1) / 2
         return self.k_options[min(int(frac * len(self.k_options)), len(self.k_options) - 1)]
 
-    def decode(self, engine: Engine, action: np.ndarray) -> Decision | None:
+    def decode(self, view: EngineView, action: np.ndarray) -> Decision | None:
         if action[0] <= 0:
             return None
-        visible = engine.visible()
+        visible = view.visible()
         if not visible:
             return None
         scores = action[2 : 2 + len(visible)]
@@ -123,7 +124,7 @@ class ActionDecoder:
             k = self.k_choice(action[2 + self.window])
         else:
             k = self.k_options[0]
-        servers = engine.default_servers(k, task.model)
+        servers = view.default_servers(k, task.model)
         if servers is None:
             return None
         return Decision(task.id, self.steps(action[1]), servers)
@@ -139,6 +140,11 @@ class EdgeAIGCEnv(gym.Env):
     :param rate_range: if given, ``(low, high)`` tasks/s: each episode draws its arrival
         rate uniformly from it (train one policy for a whole sweep).
     :param max_episode_steps: truncate an episode after this many decisions.
+    :param scenarios: ``set`` layout only: draws each episode's cluster and load
+        (``eatbench.schedulers.rl.scenarios.ScenarioSampler``); ``None``: the config's.
+    :param max_servers: ``set`` layout: server token slots (default: the cluster's size,
+        or the scenario space's largest).
+    :param unfinished_penalty: reward subtracted per task not ended when an episode ends.
     """
 
     metadata = {"render_modes": []}
@@ -150,19 +156,38 @@ class EdgeAIGCEnv(gym.Env):
         time_scale: float = 100.0,
         rate_range: tuple[float, float] | None = None,
         max_episode_steps: int = 2000,
+        scenarios=None,
+        max_servers: int | None = None,
+        unfinished_penalty: float = 0.0,
     ) -> None:
-        from eatbench.runner import k_options
+        from eatbench.workload import k_options
 
         self.config = validate(config or ExperimentConfig())
         self.rate_range = tuple(rate_range) if rate_range else None
         self.max_episode_steps = max_episode_steps
-        from eatbench.cluster import Cluster
-
+        self.layout = layout
+        self.scenarios = scenarios
+        self.unfinished_penalty = unfinished_penalty
         cluster = Cluster.from_config(self.config.cluster)
-        speeds = [_absolute_speed(cluster, s.gpu_kind) for s in cluster.servers]
+        self.speeds = server_speeds(cluster)
         e = self.config.engine
-        self.encoder = ObservationEncoder(e.window, len(cluster), time_scale, speeds)
-        self.decoder = ActionDecoder(e.window, layout, k_options(self.config, len(cluster)), e.min_steps, e.max_steps)
+        if layout == "set":
+            from eatbench.tokens import TokenActionDecoder, TokenEncoder
+
+            if max_servers is None:
+                max_servers = scenarios.space.max_servers if scenarios is not None else len(cluster)
+            if scenarios is None and len(cluster) > max_servers:
+                raise ValueError(f"max_servers={max_servers} is invalid; allowed: >= the cluster's {len(cluster)}")
+            self.encoder = TokenEncoder(e.window, max_servers, time_scale)
+            ks = k_options(self.config, max_servers)
+            self.decoder = TokenActionDecoder(e.window, ks, e.min_steps, e.max_steps)
+        else:
+            if scenarios is not None:
+                raise ValueError(f"layout={layout!r} takes no scenarios (its size is fixed); allowed: layout=set")
+            self.encoder = ObservationEncoder(e.window, len(cluster), time_scale, list(self.speeds))
+            self.decoder = ActionDecoder(
+                e.window, layout, k_options(self.config, len(cluster)), e.min_steps, e.max_steps
+            )
         self.observation_space = self.encoder.space()
         self.action_space = self.decoder.space()
         self.engine: Engine | None = None
@@ -174,39 +199,43 @@ class EdgeAIGCEnv(gym.Env):
         if seed is not None:
             self._episode_rng = np.random.default_rng(seed)
         episode_seed = int(self._episode_rng.integers(2**31 - 1))
-        cfg = self.config
-        if self.rate_range:
+        cfg = self.scenarios.sample(self._episode_rng) if self.scenarios is not None else self.config
+        if self.rate_range and self.scenarios is None:
             rate = float(self._episode_rng.uniform(*self.rate_range))
             cfg = dataclasses.replace(cfg, workload=dataclasses.replace(cfg.workload, rate=rate))
         cfg = dataclasses.replace(cfg, seed=episode_seed)
         from eatbench.runner import build_engine
 
         self.engine = build_engine(cfg)
+        if self.scenarios is not None:
+            self.speeds = server_speeds(self.engine.cluster)
         self._steps = 0
         self.engine.next_decision()
-        return self.encoder.encode(self.engine), self._info()
+        return self._observe(), self._info()
+
+    def _observe(self) -> np.ndarray:
+        if self.layout == "set":
+            return self.encoder.encode(self.engine.view, self.speeds)
+        return self.encoder.encode(self.engine.view)
 
     def step(self, action):
         engine = self.engine
         assert engine is not None, "call reset() first"
-        decision = self.decoder.decode(engine, np.asarray(action, dtype=np.float32))
+        decision = self.decoder.decode(engine.view, np.asarray(action, dtype=np.float32))
         reward = engine.apply(decision)
         self._steps += 1
         alive = engine.next_decision()
         terminated = not alive
         truncated = alive and self._steps >= self.max_episode_steps
-        return self.encoder.encode(engine), float(reward), terminated, truncated, self._info()
+        if (terminated or truncated) and self.unfinished_penalty:
+            reward -= self.unfinished_penalty * sum(1 for r in engine.records.values() if r.status == "unfinished")
+        return self._observe(), float(reward), terminated, truncated, self._info()
 
     def _info(self) -> dict:
         e = self.engine
-        return {"time": e.now, "queued": len(e.queue), "launches": e.n_launches} if e else {}
+        return {"time": e.now, "queued": e.view.queue_length, "launches": e.n_launches} if e else {}
 
 
-def _absolute_speed(cluster, kind: str) -> float:
-    speed, seen = 1.0, set()
-    while kind and kind not in seen:
-        seen.add(kind)
-        spec = cluster.gpu_kinds[kind]
-        speed *= spec.speed
-        kind = spec.relative_to
-    return float(speed) if math.isfinite(speed) else 1.0
+def server_speeds(cluster: Cluster) -> np.ndarray:
+    """Each server's GPU speed relative to the base kind (``EngineView.speed``'s rule), float32."""
+    return np.asarray([absolute_speed(cluster, s.gpu_kind) for s in cluster.servers], dtype=np.float32)

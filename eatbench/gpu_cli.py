@@ -36,6 +36,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from eatbench.cluster import Cluster
 from eatbench.commands import command
 from eatbench.config import ConfigError, ExperimentConfig, server_kinds, to_experiment_config
 
@@ -148,22 +149,6 @@ def _require_gpu_backend(cfg: ExperimentConfig, what: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ profile
-@dataclass(frozen=True)
-class _Server:
-    index: int
-    gpu_kind: str
-
-
-@dataclass
-class _ProfileCluster:
-    """``n`` servers of one GPU kind (what ``GpuBackend`` needs of a cluster)."""
-
-    servers: list[_Server]
-
-    def __len__(self) -> int:
-        return len(self.servers)
-
-
 def profile_plan(cfg: ExperimentConfig, args: ProfileArgs) -> dict[str, Any]:
     """What ``eatbench profile`` will measure: ``gpu_kind``, ``model``, ``resolutions``,
     ``ks``, ``out`` (checked, nothing started)."""
@@ -235,7 +220,7 @@ def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dic
     out_parent = Path(plan["out"]).resolve().parent
     if out_parent.exists() and not out_parent.is_dir():
         raise ConfigError(f"profile_args.out={plan['out']!r}: {out_parent} is not a directory")
-    cluster = _ProfileCluster([_Server(i, plan["gpu_kind"]) for i in range(max(plan["ks"]))])
+    cluster = Cluster.uniform(max(plan["ks"]), plan["gpu_kind"], name="profile")
     context = BackendContext(cluster=cluster, profile=None, quality=None, seed=cfg.seed)
     try:  # before any worker starts: server i runs on devices[i % len(devices)]
         devices = resolve_devices(params.get("devices", "auto"))

@@ -14,8 +14,11 @@ PACKAGES = ("eatbench", "numpy", "torch", "hydra-core", "gymnasium", "stable-bas
 
 @functools.cache
 def git_revision() -> str:
-    """``HEAD``'s hash (with ``-dirty`` if the tree has changes), or ``unknown``."""
+    """``HEAD``'s hash (with ``-dirty`` if the tree has changes), or ``unknown`` (also for an
+    installed package: its site-packages folder is no checkout, even inside one)."""
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():  # a folder in a checkout (.git/) or a worktree (.git file)
+        return "unknown"
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True

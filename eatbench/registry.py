@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -34,6 +35,45 @@ class Registry(Generic[T]):
             return cls
 
         return add
+
+    def register_target(self, name: str, target: str, base: type, field: str) -> type[T]:
+        """Import the class at ``target`` (``my_package.my_module.MyScheduler``, the YAML's
+        ``_target_``) and register it as ``name``, so that a class defined outside this
+        package runs without an edit inside it. Registering the same class again is a no-op.
+
+        :param base: the class ``target`` must subclass (``Scheduler``).
+        :param field: the config key, for messages (``scheduler``).
+        :raises UnknownNameError: ``target`` cannot be imported or is not a ``base``, or
+            ``name`` already belongs to another class.
+        """
+        allowed = (
+            f"the import path package.module.Class of a {base.__name__} subclass, its module importable "
+            "(on PYTHONPATH or installed)"
+        )
+        module_name, _, attr = target.rpartition(".")
+        if not module_name or not attr:
+            raise UnknownNameError(f"{field}._target_={target!r} is invalid; allowed: {allowed}")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except Exception as err:  # noqa: BLE001 - a user's module may raise anything on import
+            raise UnknownNameError(
+                f"{field}._target_={target!r} is invalid ({type(err).__name__}: {err}); allowed: {allowed}"
+            ) from None
+        if not (inspect.isclass(cls) and issubclass(cls, base)):
+            raise UnknownNameError(
+                f"{field}._target_={target!r} is invalid ({cls!r} is not a {base.__module__}.{base.__name__} "
+                f"subclass); allowed: {allowed}"
+            )
+        if name in self._classes and self._classes[name] is not cls:
+            other = self._classes[name]
+            raise UnknownNameError(
+                f"{field}.name={name!r} is invalid with {field}._target_={target!r} ({name!r} is "
+                f"{other.__module__}.{other.__qualname__}); allowed: a name of its own, e.g. its YAML file's stem "
+                f"(not {', '.join(self.names())})"
+            )
+        self._classes[name] = cls
+        cls.registry_name = name  # type: ignore[attr-defined]
+        return cls
 
     def names(self) -> list[str]:
         return sorted(self._classes)

@@ -37,8 +37,9 @@ from eatbench.engine import Engine
 from eatbench.metrics import RECORD_FIELDS, TaskRecord
 from eatbench.profiles import PROFILES, QUALITY_CURVES, LatencyProfile, load_profile
 from eatbench.provenance import provenance
-from eatbench.schedulers import SCHEDULERS, Scheduler, is_learned
-from eatbench.workload import generate_tasks
+from eatbench.registry import UnknownNameError
+from eatbench.schedulers import SCHEDULERS, Scheduler, is_learned, register_target
+from eatbench.workload import generate_tasks, k_options  # noqa: F401  (k_options re-exported)
 
 
 @dataclass
@@ -83,10 +84,16 @@ def check_registered(cfg: ExperimentConfig) -> ExperimentConfig:
     before anything is built or any worker starts. Raises ``ConfigError`` naming the field
     and the allowed values; returns ``cfg``.
 
-    ``eatbench.config.validate`` checks everything else; it imports no registry.
+    ``eatbench.config.validate`` checks everything else; it imports no registry. A
+    scheduler named by ``scheduler._target_`` (outside the package) is registered here first.
     """
+    try:
+        register_target(cfg.scheduler)  # a class outside the package, by its import path
+    except UnknownNameError as err:
+        raise ConfigError(str(err)) from None
     if cfg.scheduler.name not in SCHEDULERS:
-        raise _invalid("scheduler.name", cfg.scheduler.name, ", ".join(SCHEDULERS.names()))
+        allowed = f"{', '.join(SCHEDULERS.names())}, or a class of one's own by scheduler._target_=package.module.Class"
+        raise _invalid("scheduler.name", cfg.scheduler.name, allowed)
     settings = backend_settings(cfg)
     check_params = getattr(BACKENDS.get_class(cfg.backend.name), "check_params", None)
     if check_params is not None:  # e.g. the gpu backend: model, devices, ... before any worker starts
@@ -99,13 +106,6 @@ def check_registered(cfg: ExperimentConfig) -> ExperimentConfig:
     if cfg.quality.name not in QUALITY_CURVES:
         raise _invalid("quality.name", cfg.quality.name, ", ".join(QUALITY_CURVES.names()))
     return cfg
-
-
-def k_options(cfg: ExperimentConfig, n_servers: int) -> list[int]:
-    """The k values tasks may use: the workload's, or every power of two up to min(8, N)."""
-    if cfg.workload.k_choices is not None:
-        return list(cfg.workload.k_choices)
-    return [k for k in (1, 2, 4, 8) if k <= n_servers]
 
 
 def build_profile(cfg: ExperimentConfig, cluster: Cluster) -> LatencyProfile:
@@ -186,6 +186,11 @@ ARRIVAL_KEYS = {
 }
 
 
+#: ``train.*`` keys added after result folders were first named: left out of the identity (it
+#: resets ``train`` to its defaults anyway), so folders keep their names
+TRAIN_KEYS_SINCE = ("scenarios", "n_envs", "unfinished_penalty")
+
+
 def identity(cfg: ExperimentConfig) -> dict:
     """The config as it identifies a point's results: everything but scheduler, seed,
     output and name, with the keys this run ignores set to their defaults, so that runs
@@ -197,7 +202,7 @@ def identity(cfg: ExperimentConfig) -> dict:
     d = config_to_dict(cfg)
     for key in ("seed", "scheduler", "output", "checkpoint", "experiment"):
         d.pop(key, None)
-    d["train"] = dataclasses.asdict(TrainConfig())
+    d["train"] = {k: v for k, v in dataclasses.asdict(TrainConfig()).items() if k not in TRAIN_KEYS_SINCE}
     default_workload = WorkloadConfig()
     for key, arrivals in ARRIVAL_KEYS.items():
         if cfg.workload.arrival not in arrivals:

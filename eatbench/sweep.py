@@ -40,7 +40,7 @@ from eatbench.runner import RunResult, load_summary, make_scheduler, run_dir, ru
 from eatbench.schedulers import SCHEDULERS, is_learned
 
 #: every figure experiment, in report order (``--all`` runs these).
-FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations")
+FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations", "heldout")
 #: reference experiments beside the figures: the authors' own policies (needs their files,
 #: ``$EATBENCH_EAT_RELEASE``) and the clairvoyant oracle (minutes per episode).
 REFERENCE_EXPERIMENTS = ("authors", "oracle_gap")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eatbench.config import ConfigError, WorkloadConfig, csv_number, read_csv_rows, resolve_path
+from eatbench.config import ConfigError, ExperimentConfig, WorkloadConfig, csv_number, read_csv_rows, resolve_path
 from eatbench.tasks import Task
 
 PROMPTS_FILE = Path(__file__).parent / "data" / "prompts.txt"
@@ -218,3 +218,10 @@ def generate_tasks(
             slo = slo_cache[key]
         tasks.append(Task(i, float(row["arrival"]), prompt, res, k, slo, int(seeds[i]), row.get("model") or cfg.model))
     return tasks
+
+
+def k_options(cfg: ExperimentConfig, n_servers: int) -> list[int]:
+    """The k values tasks may use: the workload's, or every power of two up to min(8, N)."""
+    if cfg.workload.k_choices is not None:
+        return list(cfg.workload.k_choices)
+    return [k for k in (1, 2, 4, 8) if k <= n_servers]

@@ -183,7 +183,7 @@ def _wait_until(engine, t: float) -> None:
 
 def test_observation_at_the_start():
     engine = _engine([2, 1, 4, 1, 2, 4, 1, 1, 2, 4])
-    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine)
+    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine.view)
     assert obs.shape == (14, 3) and obs.dtype == np.float32
     # ten initial tasks: stamp 0 (the release never stamps them), size 1, their k
     np.testing.assert_array_equal(obs[:10], [[0, 1, k] for k in [2, 1, 4, 1, 2, 4, 1, 1, 2, 4]])
@@ -196,13 +196,13 @@ def test_observation_after_launches_by_hand():
     engine.apply(Decision(ids[0], 20, (0, 1)))  # k=2 cold: 0.15625 * 20 + 24 = 27.125 s
     engine.apply(Decision(ids[1], 10, (2,)))  # k=1 cold: 0.315 * 10 + 24 = 27.15 s
     assert engine.next_decision()
-    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine)
+    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine.view)
     np.testing.assert_allclose(obs[10:], [[27.125, 1, 0], [27.125, 1, 0], [27.15, 2, 0], [0, 0, 1]], rtol=1e-6)
     # the queue moved up: the third initial task (k=4) is now the first row, 2 zero rows at the end
     np.testing.assert_array_equal(obs[:8, 2], [4, 1, 2, 4, 1, 1, 2, 4])
     np.testing.assert_array_equal(obs[8:10], 0)
     _wait_until(engine, 5.0)
-    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine)
+    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine.view)
     np.testing.assert_allclose(obs[10:, 0], [22.125, 22.125, 22.15, 0], rtol=1e-5)
 
 
@@ -214,14 +214,14 @@ def test_group_ids_skip_the_cold_bucket():
     engine.apply(Decision(ids[0], 20, (0, 1)))
     engine.apply(Decision(ids[1], 20, (2, 3)))
     assert engine.next_decision()
-    assert release_group_ids(engine) == [1, 1, 2, 2]
+    assert release_group_ids(engine.view) == [1, 1, 2, 2]
     _wait_until(engine, 27.2)  # both done: warm and idle
-    assert release_group_ids(engine) == [1, 1, 2, 2]
-    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine)
+    assert release_group_ids(engine.view) == [1, 1, 2, 2]
+    obs = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine.view)
     np.testing.assert_array_equal(obs[10:], [[0, 1, 1], [0, 1, 1], [0, 2, 1], [0, 2, 1]])
     queued = [t for t in engine.queue if t.k == 1][0]
     engine.apply(Decision(queued.id, 20, (0,)))
-    assert release_group_ids(engine) == [1, 0, 3, 3]
+    assert release_group_ids(engine.view) == [1, 0, 3, 3]
 
 
 def test_arrival_stamps_use_the_release_clock():
@@ -233,7 +233,7 @@ def test_arrival_stamps_use_the_release_clock():
     _wait_until(engine, 60.0)
     late = [t for t in engine.queue if t.arrival > 0]
     assert late, "an arrival within 60 s at 0.11/s (seeded)"
-    rows = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine)
+    rows = ReleaseObservation(10, 4, stamp_lag=0.1).encode(engine.view)
     visible = list(engine.queue)[:10]
     for i, t in enumerate(visible):
         assert rows[i, 0] == pytest.approx(0.0 if t.arrival == 0 else t.arrival + 0.9)
@@ -263,16 +263,16 @@ def test_decode_by_hand():
     a = np.zeros(12)
     a[0], a[1] = 0.5, -0.5  # execute; u1 = 0.25 -> 8 steps
     a[2 + 2] = 1.0  # slot 2: the k=4 task
-    assert decode(engine, a, 10) == Decision(queue[2].id, 8, (0, 1, 2, 3))
+    assert decode(engine.view, a, 10) == Decision(queue[2].id, 8, (0, 1, 2, 3))
     a[0] = -0.5
-    assert decode(engine, a, 10) is None  # do not execute
+    assert decode(engine.view, a, 10) is None  # do not execute
     a[0] = 0.5
     engine.apply(Decision(queue[0].id, 20, (0, 1)))
     a[2:] = 0
     a[2 + 1] = 1.0  # the queue moved up: slot 1 is now the k=4 task
-    assert decode(engine, a, 10) is None  # k=4 with 2 available: invalid, a wait
+    assert decode(engine.view, a, 10) is None  # k=4 with 2 available: invalid, a wait
     a[2 + 0] = 1.0  # tie between slots 0 and 1: slot 0, the k=1 task
-    assert decode(engine, a, 10) == Decision(queue[1].id, 8, (2,))
+    assert decode(engine.view, a, 10) == Decision(queue[1].id, 8, (2,))
 
 
 def test_decode_slot_past_the_queue_is_a_wait():
@@ -280,9 +280,9 @@ def test_decode_slot_past_the_queue_is_a_wait():
     assert len(engine.queue) == 2
     a = np.zeros(12)
     a[0], a[2 + 5] = 1.0, 1.0
-    assert decode(engine, a, 10) is None
+    assert decode(engine.view, a, 10) is None
     a[2 + 1] = 2.0
-    assert decode(engine, a, 10) == Decision(engine.queue[1].id, 16, (0,))
+    assert decode(engine.view, a, 10) == Decision(engine.queue[1].id, 16, (0,))
 
 
 def test_placement_prefers_an_available_group_of_exactly_k():
@@ -292,12 +292,12 @@ def test_placement_prefers_an_available_group_of_exactly_k():
     engine.apply(Decision(ids[1], 20, (2,)))
     assert engine.next_decision()
     _wait_until(engine, 30.5)  # all idle (27.125 s, 30.3 s): groups {0,1}, {2}; server 3 cold
-    assert release_placement(engine, 1, "sd14") == (2,)
-    assert release_placement(engine, 2, "sd14") == (0, 1)
-    assert release_placement(engine, 4, "sd14") == (0, 1, 2, 3)
-    assert release_placement(engine, 2, "other-model") == (0, 1)  # first k available
+    assert release_placement(engine.view, 1, "sd14") == (2,)
+    assert release_placement(engine.view, 2, "sd14") == (0, 1)
+    assert release_placement(engine.view, 4, "sd14") == (0, 1, 2, 3)
+    assert release_placement(engine.view, 2, "other-model") == (0, 1)  # first k available
     for k in (1, 2, 4):
-        assert release_placement(engine, k, "sd14") == engine.default_servers(k, "sd14")
+        assert release_placement(engine.view, k, "sd14") == engine.default_servers(k, "sd14")
 
 
 # -- scheduler: loading and errors ----------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from eatbench.cli import main
-from eatbench.compose import REPO_ROOT
+from eatbench.compose import REPO_ROOT, conf_dir
 
 PROFILE_HEAD = "gpu_kind,model,resolution,k,step_s,fixed_s,cold_start_s\n"
 PROFILE_OK = "".join(f"paper_gpu,sd14,1440,{k},0.2,0.0,24\n" for k in (1, 2, 4))
@@ -284,7 +284,7 @@ CASES = [
 def conf_with_bad_yaml(tmp_path, monkeypatch):
     """A copy of conf/ with a cluster file that is not valid YAML, selected by EATBENCH_CONF."""
     conf = tmp_path / "conf"
-    shutil.copytree(REPO_ROOT / "conf", conf)
+    shutil.copytree(conf_dir(), conf)
     (conf / "cluster" / "bad_syntax.yaml").write_text("name: bad\ngpu_kinds: {a: [1,\nservers: x\n")
     monkeypatch.setenv("EATBENCH_CONF", str(conf))
     return conf

@@ -242,3 +242,22 @@ def test_a_scheduler_that_always_waits_ends_the_episode_with_tasks_unfinished():
         while engine.next_decision():
             engine.apply(None)
         assert [r.status for r in engine.finalize()] == ["unfinished", "unfinished"]
+
+
+def test_residency_dissolve_tears_down_every_touched_group():
+    from eatbench.cluster import Residency
+
+    res = Residency(4)
+    res.claim((0, 1), "a")
+    res.claim((2,), "b")
+    assert res.dissolve((1,)) == {0, 1}  # the whole group of server 1
+    assert res.warm_groups() == [(frozenset({2}), "b")] and not res.is_warm((0, 1), "a")
+    assert res.dissolve((3,)) == set()
+
+
+def test_uniform_cluster_has_one_gpu_kind():
+    c = Cluster.uniform(3, "cpu")
+    assert len(c) == 3 and c.kind_of == ["cpu"] * 3 and [s.index for s in c.servers] == [0, 1, 2]
+    assert set(c.gpu_kinds) == {"cpu"}
+    with pytest.raises(ValueError, match="n=0 is invalid"):
+        Cluster.uniform(0, "cpu")

@@ -6,6 +6,7 @@ to keep the run short; every test says explicitly whether its jobs are cold.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -26,13 +27,14 @@ from eatbench.backends.gpu import GpuBackend  # noqa: E402
 from eatbench.backends.gpu.backend import BackendParamError  # noqa: E402
 from eatbench.backends.gpu.patch_parallel import partition, psnr, row_bounds  # noqa: E402
 from eatbench.backends.gpu.pipelines import save_tiny_pipeline, unet_config  # noqa: E402
+from eatbench.cluster import Cluster  # noqa: E402
 from eatbench.tasks import Task  # noqa: E402
 
 RES = 64  # pixels; the tiny VAE halves it: 32 latent rows
 
 
-def _cluster(n: int) -> SimpleNamespace:
-    return SimpleNamespace(servers=[SimpleNamespace(index=i, gpu_kind="cpu") for i in range(n)])
+def _cluster(n: int) -> Cluster:
+    return Cluster.uniform(n, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +142,12 @@ def test_import_is_cheap() -> None:
 # ----------------------------------------------------------------- validation
 def test_yaml_params_are_the_constructor_parameters() -> None:
     import inspect
-    from pathlib import Path
 
     import yaml
 
-    conf = yaml.safe_load((Path(__file__).parents[1] / "conf" / "backend" / "gpu.yaml").read_text())
+    from eatbench.compose import conf_dir
+
+    conf = yaml.safe_load((conf_dir() / "backend" / "gpu.yaml").read_text())
     assert conf.pop("name") == "gpu"
     accepted = set(inspect.signature(GpuBackend.__init__).parameters) - {"self", "context"}
     assert set(conf) == accepted  # the typed backend.* settings, all listed in the YAML
@@ -250,6 +253,56 @@ def test_mixed_sequence(backend: GpuBackend) -> None:
     assert last.error is None
 
 
+def test_backend_residency_is_the_cluster_residency_model(backend: GpuBackend) -> None:
+    """Warm groups are ``cluster.Residency``'s, keyed by the weights: a gang's cold start
+    claims its servers, a cold launch that breaks a gang tears the other member down (its
+    next task reloads although the engine may still call it warm)."""
+    from eatbench.cluster import Residency
+
+    assert isinstance(backend.residency, Residency)
+    backend.dissolve((0, 1))
+    assert backend.residency.warm_groups() == []
+    (g,) = _run(backend, _job(backend, (1, 0), cold=True))
+    key = backend.models["tiny"]["key"]
+    assert g.error is None
+    assert backend.residency.warm_groups() == [(frozenset({0, 1}), key)]
+    assert backend.residency.is_warm((0, 1), key) and not backend.residency.is_warm((0, 1), "other")
+    (solo,) = _run(backend, _job(backend, (0,), cold=True))  # breaks {0, 1}: server 1 is torn down
+    assert solo.error is None and backend.residency.warm_groups() == [(frozenset({0}), key)]
+    (one,) = _run(backend, _job(backend, (1,), cold=False))
+    assert one.error is None and one.extra["reloaded"]
+    assert backend.residency.warm_group(1) == (frozenset({1}), key)
+
+
+def test_worker_messages_are_typed() -> None:
+    """The worker answers with dataclasses (no tuples indexed by position): a task the
+    worker cannot run warm fails with ``Failed`` after ``Started``, asking for a restart."""
+    from eatbench.backends.gpu import worker
+
+    sent: list = []
+    conn = SimpleNamespace(send=sent.append)
+    spec = worker.RunTask(
+        job_id=7,
+        task_id=3,
+        rank=0,
+        world=1,
+        init=None,
+        model=worker.ModelSpec(key="random:tiny", random_init="tiny"),
+        prompt="a cat",
+        seed=1,
+        resolution=32,
+        steps=2,
+    )
+    cfg = worker.WorkerConfig(server=0, device="cpu")
+    assert worker._handle_run(worker._State(), cfg, conn, spec) == "exit"
+    started, failed = sent
+    assert isinstance(started, worker.Started) and (started.job_id, started.rank) == (7, 0)
+    assert isinstance(failed, worker.Failed) and (failed.job_id, failed.rank, failed.restart) == (7, 0, True)
+    assert "not warm" in failed.reason
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.steps = 3  # type: ignore[misc]
+
+
 def test_killed_worker_fails_task_and_run_goes_on(backend: GpuBackend) -> None:
     backend.dissolve((0, 1))
     (warmup,) = _run(backend, _job(backend, (0, 1), cold=True))
@@ -287,22 +340,22 @@ def test_random_init_reports_no_quality(tmp_path, clip_dir: str) -> None:
 
     cfg = worker.WorkerConfig(server=0, device="cpu")
     state = worker._State()
-    spec = {
-        "job_id": 0,
-        "task_id": 0,
-        "rank": 0,
-        "world": 1,
-        "init": {"port": 0, "backend": "gloo"},
-        "model": {"model_path": None, "random_init": "tiny", "key": "random:tiny"},
-        "prompt": "a cat",
-        "seed": 1,
-        "resolution": 32,
-        "steps": 2,
-        "guidance_scale": 7.5,
-        "image_path": str(tmp_path / "x.png"),
-        "clip_model_path": clip_dir,
-        "check_psnr": False,
-    }
+    spec = worker.RunTask(
+        job_id=0,
+        task_id=0,
+        rank=0,
+        world=1,
+        init=worker.GroupInit(port=0, backend="gloo"),
+        model=worker.ModelSpec(key="random:tiny", random_init="tiny"),
+        prompt="a cat",
+        seed=1,
+        resolution=32,
+        steps=2,
+        guidance_scale=7.5,
+        image_path=str(tmp_path / "x.png"),
+        clip_model_path=clip_dir,
+        check_psnr=False,
+    )
     try:
         payload = worker.run_task(state, cfg, spec, started=lambda t: None)
     finally:

@@ -15,9 +15,10 @@ import pytest
 
 from eatbench.compose import compose_experiment
 from eatbench.config import validate
-from eatbench.engine import Decision, Engine, release_ticks
+from eatbench.engine import Decision, release_ticks
 from eatbench.runner import build_engine
 from eatbench.schedulers.base import Scheduler
+from eatbench.view import EngineView
 
 DATA = Path(__file__).parent / "data" / "release"
 TRACES = sorted(DATA.glob("release_*.csv"))
@@ -29,9 +30,9 @@ class HeadOfQueue(Scheduler):
     default placement (the idle warm group of size k, else the first k idle servers);
     wait one tick when fewer than k servers are idle."""
 
-    def decide(self, engine: Engine) -> Decision | None:
-        task = engine.queue[0]
-        servers = engine.default_servers(task.k, task.model)
+    def decide(self, view: EngineView) -> Decision | None:
+        task = view.visible()[0]
+        servers = view.default_servers(task.k, task.model)
         return None if servers is None else Decision(task.id, self.steps, servers)
 
 

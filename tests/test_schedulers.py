@@ -46,7 +46,7 @@ def test_greedy_runs_the_reward_maximising_launch():
     engine.next_decision()
     g = GreedyScheduler()
     g.reset(0, [1, 2, 4])
-    d = g.decide(engine)
+    d = g.decide(engine.view)
     vis = engine.visible()
     best = max(
         engine.reward(t, engine.estimate(t, engine.default_servers(t.k, t.model), s), s, vis)
@@ -69,7 +69,7 @@ def test_earliest_finish_reuses_a_warm_group_instead_of_paying_a_cold_start():
     s = SCHEDULERS.create("earliest_finish")
     s.reset(0, [1, 2, 4])
     while engine.next_decision():
-        engine.apply(s.decide(engine))
+        engine.apply(s.decide(engine.view))
     first, second = engine.finalize()
     assert first.cold_start and not second.cold_start
     assert first.servers == second.servers == "0-1"  # servers 2-3 were idle longer, but cold
@@ -83,9 +83,9 @@ def test_smart_heuristics_beat_random_on_response_time():
 def test_a_new_scheduler_is_a_class_and_a_name():
     @SCHEDULERS.register("test_last_task")
     class LastTaskScheduler(Scheduler):
-        def decide(self, engine):
-            task = engine.visible()[-1]
-            servers = engine.default_servers(task.k, task.model)
+        def decide(self, view):
+            task = view.visible()[-1]
+            servers = view.default_servers(task.k, task.model)
             return None if servers is None else Decision(task.id, self.steps, servers)
 
     try:

@@ -25,14 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 class StarveK4(Scheduler):
     """The earliest task whose k is below 4 on the paper's placement rule: k=4 tasks wait forever."""
 
-    def decide(self, engine):
-        for task in engine.visible():
+    def decide(self, view):
+        for task in view.visible():
             k = task.k or 1
             if k >= 4:
                 continue
-            servers = engine.default_servers(k, task.model)
+            servers = view.default_servers(k, task.model)
             if servers is not None:
-                return Decision(task.id, self.clamp_steps(engine, self.steps), servers)
+                return Decision(task.id, self.clamp_steps(view, self.steps), servers)
         return None
 
 

@@ -8,9 +8,15 @@ profiled completion; the gpu backend runs diffusers pipelines and reads the wall
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from eatbench.tasks import Task
+
+if TYPE_CHECKING:
+    from eatbench.cluster import Cluster
+    from eatbench.profiles import LatencyProfile
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,15 +105,18 @@ class Backend(ABC):
 class BackendContext:
     """What a backend is built with (besides its own ``params`` from the config).
 
-    :param cluster: the ``eatbench.cluster.Cluster`` (servers and their GPU kinds).
-    :param profile: the ``eatbench.profiles.LatencyProfile`` used for estimates.
-    :param quality: the ``eatbench.profiles.QualityCurve`` (sim quality).
+    :param cluster: the servers and their GPU kinds (``Cluster.uniform(n, kind)`` for
+        a one-kind gang, e.g. the profiler's).
+    :param profile: the latency profile used for estimates (``None``: the backend needs
+        none, e.g. the gpu backend measuring a profile).
+    :param quality: ``q(steps)``, e.g. an ``eatbench.profiles.QualityCurve`` (the sim
+        backend's quality; ``None`` for a backend that measures quality).
     :param seed: the experiment seed.
     :param out_dir: where the backend may write files (images, logs); ``None`` = nowhere.
     """
 
-    cluster: object
-    profile: object
-    quality: object
+    cluster: Cluster
+    profile: LatencyProfile | None
+    quality: Callable[[int], float] | None
     seed: int = 0
     out_dir: str | None = None

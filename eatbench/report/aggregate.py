@@ -207,17 +207,25 @@ def fmt_ci(mean: float, low: float = math.nan, high: float = math.nan, spec: str
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 
 
+#: the sub-folder of the checkpoint folder holding one checkpoint per training seed.
+SEEDS_SUBDIR = "seeds"
+#: curve columns kept besides ``step`` (``eval_response_mean`` is absent from older curves).
+CURVE_COLUMNS = ("eval_return", "eval_response_mean")
+
+
 def load_training_curves(root: str | Path = CHECKPOINT_DIR) -> pd.DataFrame:
     """Training curves written next to checkpoints: ``curve.csv`` files, and ``*.json``
     sidecars holding a ``curve`` list (plus ``scheduler`` and ``seed``).
 
-    Columns: ``scheduler``, ``seed``, ``step`` (env steps), ``eval_return``, ``source``.
-    A run folder named ``<scheduler>-...-seed<N>`` gives scheduler and seed when the file
-    does not. Empty when there are none.
+    Columns: ``scheduler``, ``seed``, ``step`` (env steps), ``eval_return``,
+    ``eval_response_mean`` (s; ``nan`` where a curve lacks it), ``source``. A run folder named
+    ``<scheduler>-...-seed<N>`` gives scheduler and seed when the file does not. One curve
+    per (scheduler, seed, folder); a (scheduler, seed) found under ``seeds/`` (one checkpoint
+    per training seed) wins over the same training run shipped elsewhere (``<arch>-any.json``
+    is a copy of ``seeds/<arch>-any-seed0.json``). Empty when there are none.
     """
     root = Path(root)
-    frames: list[pd.DataFrame] = []
-    seen: set[tuple[str, int, str]] = set()
+    found: dict[tuple[str, int, str], pd.DataFrame] = {}
     for path in sorted(root.glob("**/*.json")) + sorted(root.glob("**/curve.csv")):
         try:
             if path.suffix == ".json":
@@ -234,15 +242,21 @@ def load_training_curves(root: str | Path = CHECKPOINT_DIR) -> pd.DataFrame:
         sched = str(info.get("scheduler", sched))
         seed = int(info.get("seed", seed))
         key = (sched, seed, str(path.parent))
-        if key in seen:  # curve.json and curve.csv of one run
+        if key in found:  # curve.json and curve.csv of one run
             continue
-        seen.add(key)
-        df = pd.DataFrame(rows)[["step", "eval_return"]]
+        df = pd.DataFrame(rows)
+        df = df.reindex(columns=["step", *CURVE_COLUMNS])
         df["scheduler"], df["seed"], df["source"] = sched, seed, str(path.relative_to(root))
-        frames.append(df)
+        found[key] = df
+    in_seeds = {(s, n) for (s, n, _), df in found.items() if _under_seeds(df["source"].iloc[0])}
+    frames = [df for (s, n, _), df in found.items() if (s, n) not in in_seeds or _under_seeds(df["source"].iloc[0])]
     if not frames:
-        return pd.DataFrame(columns=["scheduler", "seed", "step", "eval_return", "source"])
+        return pd.DataFrame(columns=["scheduler", "seed", "step", *CURVE_COLUMNS, "source"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _under_seeds(source: str) -> bool:
+    return Path(source).parts[0] == SEEDS_SUBDIR
 
 
 def _name_and_seed(name: str) -> tuple[str, int]:

@@ -25,6 +25,7 @@ import pandas as pd
 from eatbench.metrics import CENSORING_NOTE
 from eatbench.report import aggregate as agg_mod
 from eatbench.report.aggregate import TABLE_METRICS, base_experiment, fmt_ci
+from eatbench.report.seeds import SEED_EXPERIMENT, seeds_section
 from eatbench.stats import MIN_SEEDS, N_RESAMPLES
 
 #: the committed report's folder; it is only ever written from a clean tree.
@@ -86,6 +87,14 @@ EXPERIMENTS: dict[str, tuple[str, str, tuple[FigureSpec, ...]]] = {
             ),
         ),
     ),
+    "heldout": (
+        "Held-out clusters and loads (F9, ours)",
+        "Clusters and loads fixed before training and outside the size-agnostic agents' training distribution "
+        "(`conf/experiment/heldout.yaml`): 24 servers with an unseen GPU kind (heldout24) and 48 identical servers, "
+        "Gamma bursts of CV 4 (training: CV <= 3) at 50% and 80% utilisation, 500 tasks; every scheduler on the "
+        "same workload seeds.",
+        (FigureSpec("F9", "Held-out clusters and loads", kind="points", metrics=("response_mean",)),),
+    ),
     "ablations": (
         "Ablations of EAT",
         "EAT without the diffusion chain (eat_nodiff) and with a wider network (eat_wide), on the paper setting.",
@@ -140,8 +149,18 @@ FIGURE_SOURCES = (
         "The same sweep: image quality q(S), the paper's quality curve (the latency-quality trade-off it optimises).",
     ),
     ("F3", "The same sweep: the release's reward per episode (what the agents are trained on)."),
-    ("F4", "Ours: scalability in N at matched load (the paper evaluates N=4 only)."),
-    ("F5", "The paper's training of EAT, DSAC and SAC: evaluation return vs environment steps."),
+    (
+        "F4",
+        "Ours: scalability in N at matched load (the paper evaluates N=4 only); learned schedulers are the size-agnostic agents (ours).",
+    ),
+    (
+        "F5",
+        "The paper's training of EAT, DSAC and SAC: evaluation return vs environment steps; and the size-agnostic agents (ours) over their training seeds.",
+    ),
+    (
+        "T2",
+        "Ours: robustness over training seeds (rliable's IQM and probability of improvement) on the held-out points.",
+    ),
     (
         "F6",
         "Ours: heterogeneous GPUs and bursty arrivals (heterogeneity is the paper's premise; the release gives every server one speed).",
@@ -150,6 +169,10 @@ FIGURE_SOURCES = (
     (
         "F8",
         "Ablations in the spirit of the paper's baselines: EAT without diffusion (ours), DSAC = EAT without attention (the release's DSAC baseline).",
+    ),
+    (
+        "F9",
+        "Ours: held-out clusters and loads (not in the size-agnostic agents' training distribution), with the issue's target against EarliestFinish and Random.",
     ),
     (
         "T1",
@@ -254,6 +277,7 @@ def write_report(
     lines += ["", "## Metrics", "", CENSORING_NOTE, "", METRIC_DEFINITIONS, ""]
     if runs.empty:
         lines += ["**No result files found.** Run `pytest benchmarks` or `nox -s reproduce` first.", ""]
+    runs = runs[runs["experiment"] != SEED_EXPERIMENT]  # the training-seed evaluation: its own section (T2)
     names = sorted(runs["experiment"].unique(), key=lambda n: (_order(n), n)) if not runs.empty else []
     for name in names:
         sub = runs[runs["experiment"] == name]
@@ -265,6 +289,7 @@ def write_report(
         lines += _experiment_section(name, sub, fig_dir, report_dir, root, oracle_reference(runs, name))
     lines += _headline_section(runs)
     lines += _training_section(Path(curves_dir) if curves_dir else agg_mod.CHECKPOINT_DIR, fig_dir, report_dir)
+    lines += seeds_section(root)
     lines += ["## Where our setting differs from the paper", "", PAPER_CLAIMS, "", DIFFERENCES, ""]
     lines += _provenance_section(runs)
     data_dir = report_dir / "data"
@@ -285,7 +310,9 @@ def _learned_provenance_note(runs: pd.DataFrame) -> list[str]:
     from eatbench.report.plots import label
 
     parts, dirty = [], []
-    for sched in sorted(runs["scheduler"].unique()):
+    scheds = sorted(runs["scheduler"].unique())
+    ours = _set_provenance_note([s for s in scheds if str(s).endswith("_set")])
+    for sched in [s for s in scheds if not str(s).endswith("_set")]:
         revs = []
         for path in sorted(agg_mod.CHECKPOINT_DIR.glob(f"{sched}-*.json")):
             try:
@@ -298,13 +325,39 @@ def _learned_provenance_note(runs: pd.DataFrame) -> list[str]:
         if revs:
             parts.append(f"{label(sched)} ({', '.join(revs)})")
     if not parts:
-        return []
-    return [
+        return ours
+    return ours + [
         "> **Learned schedulers: one training seed each, trained before this revision's fixes.** Checkpoints: "
         + "; ".join(parts)
         + (f". Trained from uncommitted working trees: {', '.join(dirty)}" if dirty else "")
         + ". Their numbers are shown for continuity, not as a verdict on the learned schedulers; retraining "
         "from committed code over 5 training seeds is open work.",
+        "",
+    ]
+
+
+def _set_provenance_note(scheds: list[str]) -> list[str]:
+    """Where the size-agnostic agents' (ours) checkpoints come from: the shipped one is training
+    seed 0 of those under ``seeds/``; their sidecars' revisions."""
+    from eatbench.report.plots import label
+
+    parts = []
+    for sched in scheds:
+        revs: dict[int, str] = {}
+        for path in sorted((agg_mod.CHECKPOINT_DIR / agg_mod.SEEDS_SUBDIR).glob(f"{sched}-any-seed*.json")):
+            try:
+                info = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            revs[int(info.get("seed", -1))] = str(info.get("git_revision", ""))[:12]
+        if revs:
+            rev_text = ", ".join(f"`{r}`" for r in sorted(set(revs.values())))
+            parts.append(f"{label(sched)}: {len(revs)} training seed(s) (revision {rev_text})")
+    if not parts:
+        return []
+    return [
+        "> Size-agnostic agents (ours): the shipped checkpoint (`<arch>-any.pt`, used in the figures) is training "
+        "seed 0; every training seed is in `eatbench/data/checkpoints/seeds/` (T2). " + "; ".join(parts) + ".",
         "",
     ]
 
@@ -351,6 +404,8 @@ def _experiment_section(
     lines += _unfinished_lines(agg, x)
     for spec in figures:
         png = fig_dir / f"{spec.fid.lower()}_{base_experiment(name)}.png"
+        if spec.kind == "points":  # F9: drawn with its tables (eatbench.report.heldout)
+            continue
         if spec.kind == "tradeoff":
             records = agg_mod.load_records(runs)
             if records.empty:
@@ -361,6 +416,10 @@ def _experiment_section(
                 agg, spec.x, spec.metrics, png, f"{spec.fid}: {spec.caption}", logx=spec.logx, reference=reference
             )
         lines += [f"### {spec.fid}: {spec.caption}", "", f"![{spec.fid}]({_rel(png, report_dir)})", ""]
+    if base_experiment(name) == "heldout":
+        from eatbench.report.heldout import heldout_lines
+
+        lines += heldout_lines(runs, fig_dir, report_dir)
     if base_experiment(name) == "authors":
         lines += _authors_lines(runs)
     if base_experiment(name) == "oracle_gap":
@@ -789,6 +848,8 @@ def _authors_lines(runs: pd.DataFrame) -> list[str]:
 
 
 def _training_section(curves_dir: Path, fig_dir: Path, report_dir: Path) -> list[str]:
+    """F5: the size-agnostic agents (ours; a band over their training seeds; return and mean
+    response) and the fixed-layout agents (the paper's layout) in a separate figure."""
     from eatbench.report import plots
 
     lines = ["## F5: training curves", ""]
@@ -799,15 +860,25 @@ def _training_section(curves_dir: Path, fig_dir: Path, report_dir: Path) -> list
             f"No training curves found under `{curves_dir}` (F5 skipped): train with `nox -s reproduce`.",
             "",
         ]
-    png = plots.plot_training_curves(curves, fig_dir / "f5_training.png", "F5: evaluation return vs environment steps")
-    seeds = curves.groupby("scheduler")["seed"].nunique()
-    lines += [
-        "Deterministic evaluation return (paper reward) vs environment steps; band = 95% CI over training seeds "
-        f"({', '.join(f'{plots.label(s)}: {n}' for s, n in seeds.items())}).",
-        "",
-        f"![F5]({_rel(png, report_dir)})",
-        "",
-    ]
+    ours = curves["scheduler"].astype(str).str.endswith("_set")
+    for sub, name, what, cols in (
+        (curves[ours], "f5_training_set.png", "size-agnostic agents (ours)", agg_mod.CURVE_COLUMNS),
+        (curves[~ours], "f5_training.png", "fixed-layout agents (the paper's layout)", ("eval_return",)),
+    ):
+        if sub.empty:
+            lines += [f"No training curves of the {what}.", ""]
+            continue
+        png = plots.plot_training_curves(sub, fig_dir / name, f"F5: {what}, evaluation vs environment steps", cols)
+        seeds = sub.groupby("scheduler")["seed"].nunique()
+        shown = " and mean response (s)" if len(cols) > 1 else ""
+        lines += [
+            f"**{what[0].upper() + what[1:]}**: deterministic evaluation return (paper reward){shown} vs environment "
+            "steps; line = mean over training seeds, band = its 95% bootstrap interval (none under 3 seeds) "
+            f"({', '.join(f'{plots.label(s)}: {n}' for s, n in seeds.items())}).",
+            "",
+            f"![F5]({_rel(png, report_dir)})",
+            "",
+        ]
     return lines
 
 

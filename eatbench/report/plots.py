@@ -35,6 +35,10 @@ LABELS = {
     "authors_eat": "EAT (authors')",
     "authors_dsac": "DSAC (authors')",
     "authors_sac": "SAC (authors')",
+    "eat_set": "EAT (size-agnostic, ours)",
+    "dsac_set": "DSAC (size-agnostic, ours)",
+    "sac_set": "SAC (size-agnostic, ours)",
+    "eat_nodiff_set": "EAT w/o diffusion (size-agnostic, ours)",
 }
 LEARNED_STYLE = {"linewidth": 2.2, "linestyle": "-", "marker": "o"}
 HEURISTIC_STYLE = {"linewidth": 1.3, "linestyle": "--", "marker": "s", "markersize": 4}
@@ -54,8 +58,14 @@ def label(scheduler: str) -> str:
     return LABELS.get(scheduler, scheduler)
 
 
+#: strong, distinct colours for the size-agnostic agents (ours).
+SET_COLORS = {"eat_set": "#1f77b4", "dsac_set": "#ff7f0e", "sac_set": "#2ca02c", "eat_nodiff_set": "#17becf"}
+
+
 def _color(scheduler: str):
     """A fixed colour per scheduler (20 distinct ones), the same in every figure."""
+    if scheduler in SET_COLORS:
+        return SET_COLORS[scheduler]
     names = list(LABELS)
     index = names.index(scheduler) if scheduler in names else len(names) + sum(map(ord, scheduler))
     return plt.get_cmap("tab20")(index % 20)
@@ -160,23 +170,65 @@ def plot_tradeoff(records: pd.DataFrame, path: str | Path, title: str = "") -> P
     return _save(fig, path)
 
 
-def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """F5: evaluation return vs environment steps; mean over training seeds with a 95%
-    bootstrap band (none under 3 seeds).
+#: F5 panels: curve column -> (y label, metric name for the band's bounds).
+CURVE_PANELS = {
+    "eval_return": ("evaluation return (paper reward)", "diff_eval_return"),
+    "eval_response_mean": ("evaluation mean response time (s)", "response_mean"),
+}
 
-    :param curves: columns ``scheduler``, ``seed``, ``step``, ``eval_return``.
+
+def plot_training_curves(
+    curves: pd.DataFrame, path: str | Path, title: str = "", columns: Sequence[str] = ("eval_return",)
+) -> Path:
+    """F5: evaluation return (and other curve ``columns``) vs environment steps, one panel
+    each; mean over training seeds with a 95% bootstrap band (none under 3 seeds).
+
+    :param curves: columns ``scheduler``, ``seed``, ``step`` and each of ``columns``.
     """
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for sched, grp in curves.groupby("scheduler", sort=True):
-        st = _interval_rows(grp.groupby("step"), "eval_return", "diff_eval_return")
-        n_seeds = grp["seed"].nunique()
-        (line,) = ax.plot(st["key"], st["mean"], label=f"{label(sched)} ({n_seeds} seeds)", **_style(sched))
-        ax.fill_between(st["key"], st["lo"], st["hi"], color=line.get_color(), alpha=0.15)
-    ax.set(xlabel="environment steps", ylabel="evaluation return (paper reward)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    columns = [c for c in columns if c in curves and curves[c].notna().any()] or ["eval_return"]
+    fig, axes = plt.subplots(1, len(columns), figsize=(6.5 * len(columns), 4), squeeze=False)
+    for ax, col in zip(axes[0], columns, strict=True):
+        ylabel, metric = CURVE_PANELS.get(col, (col, "diff_" + col))
+        for sched, grp in curves.dropna(subset=[col]).groupby("scheduler", sort=True):
+            st = _interval_rows(grp.groupby("step"), col, metric)
+            n_seeds = grp["seed"].nunique()
+            (line,) = ax.plot(st["key"], st["mean"], label=f"{label(sched)} ({n_seeds} seeds)", **_style(sched))
+            ax.fill_between(st["key"], st["lo"], st["hi"], color=line.get_color(), alpha=0.15)
+        ax.set(xlabel="environment steps", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_points(agg: pd.DataFrame, metrics: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """F9: one panel per metric, the points (column ``point_label``) side by side on the x
+    axis, each scheduler's mean with its 95% interval as an error bar (slightly offset).
+
+    :param agg: rows of :func:`~eatbench.report.aggregate.aggregate` plus ``point_label``.
+    """
+    points = sorted(agg["point_label"].unique())
+    scheds = sorted(agg["scheduler"].unique())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 4.2), squeeze=False)
+    width = 0.8 / max(len(scheds), 1)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        lo_b, hi_b = metric_bounds(metric)
+        for i, sched in enumerate(scheds):
+            grp = agg[agg["scheduler"] == sched]
+            xs = [points.index(p) - 0.4 + (i + 0.5) * width for p in grp["point_label"]]
+            ys = grp[metric].to_numpy(float)
+            lo = grp.get(f"{metric}_lo", grp[metric]).to_numpy(float).clip(lo_b, hi_b)
+            hi = grp.get(f"{metric}_hi", grp[metric]).to_numpy(float).clip(lo_b, hi_b)
+            err = [(ys - lo).clip(0), (hi - ys).clip(0)]
+            style = _style(sched)
+            ax.errorbar(xs, ys, yerr=err, fmt=style.get("marker", "o"), color=style["color"], label=label(sched), ms=5)
+        ax.set_xticks(range(len(points)), points, rotation=15, fontsize=8)
+        ax.set_ylabel(AXIS_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 

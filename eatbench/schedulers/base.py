@@ -1,5 +1,6 @@
-"""The scheduler protocol. A scheduler sees the engine (read-only) at each decision epoch
-and returns a ``Decision`` to launch one task, or ``None`` to wait for the next epoch."""
+"""The scheduler protocol. A scheduler sees the engine through its read-only
+``EngineView`` (``eatbench.view``) at each decision epoch and returns a ``Decision`` to
+launch one task, or ``None`` to wait for the next epoch."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from eatbench.registry import Registry
 
 if TYPE_CHECKING:
     from eatbench.config import ExperimentConfig
-    from eatbench.engine import Decision, Engine
+    from eatbench.engine import Decision
     from eatbench.tasks import Task
+    from eatbench.view import EngineView
 
 
 class Scheduler(ABC):
@@ -58,13 +60,14 @@ class Scheduler(ABC):
         ``scheduler_provenance`` (e.g. a checkpoint's SHA-256); empty by default."""
         return {}
 
-    def clamp_steps(self, engine: Engine, steps: int) -> int:
-        cfg = engine.config
-        return min(max(steps, cfg.min_steps), cfg.max_steps)
+    def clamp_steps(self, view: EngineView, steps: int) -> int:
+        """``steps`` clamped to the engine's ``[min_steps, max_steps]``."""
+        return min(max(steps, view.min_steps), view.max_steps)
 
     @abstractmethod
-    def decide(self, engine: Engine) -> Decision | None:
-        """The decision at this epoch, or ``None`` to wait."""
+    def decide(self, view: EngineView) -> Decision | None:
+        """The decision at this epoch, or ``None`` to wait. ``view`` is read-only: it
+        answers questions about the engine's state and hands out nothing mutable."""
 
 
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler")

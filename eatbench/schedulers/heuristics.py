@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import heapq
 
-from eatbench.engine import Decision, Engine
+from eatbench.engine import Decision
+from eatbench.placement import candidate_gangs
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
+from eatbench.view import EngineView
 
 
 @SCHEDULERS.register("fifo")
@@ -13,12 +15,12 @@ class FifoScheduler(Scheduler):
     """The oldest task, a fixed number of steps, the paper's placement rule (the idle
     warm group of size k, else the first k idle servers); the smallest allowed k that fits."""
 
-    def decide(self, engine: Engine) -> Decision | None:
-        task = engine.queue[0]
+    def decide(self, view: EngineView) -> Decision | None:
+        task = view.visible()[0]
         for k in self.ks_for(task):
-            servers = engine.default_servers(k, task.model)
+            servers = view.default_servers(k, task.model)
             if servers is not None:
-                return Decision(task.id, self.clamp_steps(engine, self.steps), servers)
+                return Decision(task.id, self.clamp_steps(view, self.steps), servers)
         return None
 
 
@@ -38,18 +40,17 @@ class RandomScheduler(Scheduler):
             raise ValueError(f"scheduler.params.wait_prob={wait_prob!r} is invalid; allowed: a probability 0 <= p < 1")
         self.wait_prob = wait_prob
 
-    def decide(self, engine: Engine) -> Decision | None:
+    def decide(self, view: EngineView) -> Decision | None:
         rng = self.rng
-        visible = engine.visible()
+        visible = view.visible()
         task = visible[int(rng.integers(len(visible)))]
         ks = self.ks_for(task)
         k = ks[int(rng.integers(len(ks)))]
-        idle = engine.idle_servers()
+        idle = view.idle_servers()
         if len(idle) < k or (self.wait_prob and rng.random() < self.wait_prob):
             return None
         servers = tuple(sorted(int(s) for s in rng.choice(idle, size=k, replace=False)))
-        cfg = engine.config
-        return Decision(task.id, int(rng.integers(cfg.min_steps, cfg.max_steps + 1)), servers)
+        return Decision(task.id, int(rng.integers(view.min_steps, view.max_steps + 1)), servers)
 
 
 @SCHEDULERS.register("round_robin")
@@ -64,15 +65,15 @@ class RoundRobinScheduler(Scheduler):
         super().reset(seed, k_options)
         self._next = 0
 
-    def decide(self, engine: Engine) -> Decision | None:
-        task = engine.queue[0]
-        idle = engine.idle_servers()
+    def decide(self, view: EngineView) -> Decision | None:
+        task = view.visible()[0]
+        idle = view.idle_servers()
         for k in self.ks_for(task):
             if len(idle) >= k:
-                n = engine.n_servers
+                n = view.n_servers
                 ordered = sorted(idle, key=lambda s: (s - self._next) % n)[:k]
                 self._next = (ordered[-1] + 1) % n
-                return Decision(task.id, self.clamp_steps(engine, self.steps), tuple(sorted(ordered)))
+                return Decision(task.id, self.clamp_steps(view, self.steps), tuple(sorted(ordered)))
         return None
 
 
@@ -80,13 +81,14 @@ class RoundRobinScheduler(Scheduler):
 class LeastLoadedScheduler(Scheduler):
     """The oldest task on the k idle servers that have done the least work so far."""
 
-    def decide(self, engine: Engine) -> Decision | None:
-        task = engine.queue[0]
-        idle = engine.idle_servers()
+    def decide(self, view: EngineView) -> Decision | None:
+        task = view.visible()[0]
+        idle = view.idle_servers()
         for k in self.ks_for(task):
             if len(idle) >= k:
-                chosen = heapq.nsmallest(k, idle, key=lambda s: (engine.busy_time[s], s))
-                return Decision(task.id, self.clamp_steps(engine, self.steps), tuple(sorted(chosen)))
+                busy = view.busy_times()
+                chosen = heapq.nsmallest(k, idle, key=lambda s: (busy[s], s))
+                return Decision(task.id, self.clamp_steps(view, self.steps), tuple(sorted(chosen)))
         return None
 
 
@@ -114,19 +116,18 @@ class GreedyScheduler(Scheduler):
             )
         self.step_grid = list(step_grid) if step_grid else None
 
-    def decide(self, engine: Engine) -> Decision | None:
-        cfg = engine.config
-        grid = self.step_grid or range(cfg.min_steps, cfg.max_steps + 1)
-        visible = engine.visible()
-        mean_wait = engine.mean_wait(visible)  # the same for every launch scored at this epoch
+    def decide(self, view: EngineView) -> Decision | None:
+        grid = self.step_grid or range(view.min_steps, view.max_steps + 1)
+        visible = view.visible()
+        mean_wait = view.mean_wait(visible)  # the same for every launch scored at this epoch
         best: tuple[float, Decision] | None = None
         for task in visible:
             for k in self.ks_for(task):
-                servers = engine.default_servers(k, task.model)
+                servers = view.default_servers(k, task.model)
                 if servers is None:
                     continue
-                for steps, est in zip(grid, engine.estimates(task, servers, grid), strict=True):
-                    r = engine.reward(task, est, steps, mean_wait=mean_wait)
+                for steps, est in zip(grid, view.estimates(task, servers, grid), strict=True):
+                    r = view.reward(task, est, steps, mean_wait=mean_wait)
                     if best is None or r > best[0]:
                         best = (r, Decision(task.id, steps, servers))
         return None if best is None else best[1]
@@ -139,34 +140,22 @@ class EarliestFinishScheduler(Scheduler):
     k for the task's model (no reload, even if busy: the gang then waits for it) and the k
     unreserved servers that free up first. Ties go to the older task."""
 
-    def decide(self, engine: Engine) -> Decision | None:
-        steps = self.clamp_steps(engine, self.steps)
+    def decide(self, view: EngineView) -> Decision | None:
+        steps = self.clamp_steps(view, self.steps)
         candidates: dict[tuple[int, str], list[tuple[int, ...]]] = {}
         best: tuple[float, Decision] | None = None
-        for task in engine.visible():
+        for task in view.visible():
             for k in self.ks_for(task):
                 key = (k, task.model)
                 groups = candidates.get(key)
                 if groups is None:
-                    groups = candidates[key] = self._groups(engine, k, task.model)
+                    groups = candidates[key] = self._groups(view, k, task.model)
                 for servers in groups:
-                    finish = engine.estimate(task, servers, steps).finish
+                    finish = view.estimate(task, servers, steps).finish
                     if best is None or finish < best[0]:
                         best = (finish, Decision(task.id, steps, servers))
         return None if best is None else best[1]
 
     @staticmethod
-    def _groups(engine: Engine, k: int, model: str) -> list[tuple[int, ...]]:
-        reserved = engine.reserved_by
-        available = [s for s in range(engine.n_servers) if reserved[s] < 0]
-        if len(available) < k:
-            return []
-        free_at = engine.free_at
-        first = tuple(sorted(heapq.nsmallest(k, available, key=lambda s: (free_at[s], s))))
-        groups = [first]
-        for members, m in engine.residency.warm_groups():
-            if m == model and len(members) == k and all(reserved[s] < 0 for s in members):
-                g = tuple(sorted(members))
-                if g != first:
-                    groups.append(g)
-        return groups
+    def _groups(view: EngineView, k: int, model: str) -> list[tuple[int, ...]]:
+        return candidate_gangs(view, k, model)

@@ -34,6 +34,7 @@ from eatbench.backends.sim import SimBackend
 from eatbench.engine import Decision, Engine
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
 from eatbench.tasks import Task, TaskState
+from eatbench.view import EngineView
 
 OBJECTIVES = ("response", "reward")
 REWARD_SCALE = 10_000  # reward units per unit of the paper reward in the reward model
@@ -108,37 +109,36 @@ class OracleScheduler(Scheduler):
         self._timed, self._next = [], 0
 
     # -- replay ---------------------------------------------------------------------
-    def decide(self, engine: Engine) -> Decision | None:
+    def decide(self, view: EngineView) -> Decision | None:
         if self._plan is None:
             if self.objective == "reward":
-                self._solve_reward(engine)
+                self._solve_reward(view)
             else:
-                self._solve(engine)
+                self._solve(view)
         assert self._plan is not None
         if self.objective == "reward":
-            return self._replay_timed(engine)
-        queued = {t.id for t in engine.queue}
-        tasks = engine.tasks
-        steps = self.clamp_steps(engine, self.steps)
+            return self._replay_timed(view)
+        queued = view.queued_ids()
+        steps = self.clamp_steps(view, self.steps)
         for tid in self._order:
             if tid not in queued:
                 continue
             servers, preds = self._plan[tid]
-            if any(engine.reserved_by[s] >= 0 for s in servers):
+            if any(view.is_reserved(s) for s in servers):
                 continue
-            if all(tasks[p].state in (TaskState.RUNNING, TaskState.DONE, TaskState.FAILED) for p in preds):
+            if all(view.started(p) for p in preds):
                 return Decision(tid, steps, servers)
         return None
 
-    def _replay_timed(self, engine: Engine) -> Decision | None:
+    def _replay_timed(self, view: EngineView) -> Decision | None:
         """Reward plan: decide each task at its planned instant, in the planned order (the
         reward depends on the queue at the decision); busy servers are reserved."""
         if self._next >= len(self._timed):
             return None
         start, tid, servers, steps = self._timed[self._next]
-        if start > engine.now + self._tol or tid not in {t.id for t in engine.queue}:
+        if start > view.now + self._tol or tid not in view.queued_ids():
             return None
-        if any(engine.reserved_by[s] >= 0 for s in servers):
+        if any(view.is_reserved(s) for s in servers):
             return None
         self._next += 1
         return Decision(tid, steps, servers)
@@ -170,16 +170,16 @@ class OracleScheduler(Scheduler):
         return dict(self._stats)
 
     # -- a first schedule -------------------------------------------------------------
-    def _best_heuristic(self, engine: Engine, steps: int) -> list | None:
+    def _best_heuristic(self, view: EngineView, steps: int) -> list | None:
         """Records of the best fixed-steps heuristic on a private copy of the episode (the
         solver starts from it, so the oracle is never worse than these heuristics)."""
         best = None
-        table = engine.quality_table
+        table = list(view.quality_table)
         for name in HINT_FROM:
-            tasks = [dataclasses.replace(t, state=TaskState.PENDING) for t in engine.tasks]
-            backend = SimBackend(BackendContext(engine.cluster, engine.profile, table.__getitem__))
-            config = dataclasses.replace(engine.config, decision_mode="event")
-            sim = Engine(engine.cluster, tasks, backend, engine.profile, table, config, None)
+            tasks = [dataclasses.replace(t, state=TaskState.PENDING) for t in view.episode_tasks()]
+            backend = SimBackend(BackendContext(view.cluster, view.profile, table.__getitem__))
+            config = dataclasses.replace(view.engine_config(), decision_mode="event")
+            sim = Engine(view.cluster, tasks, backend, view.profile, table, config, None)
             sched = SCHEDULERS.create(name, steps=steps)
             sched.reset(0, self.k_options)
             records = sim.run(sched)
@@ -201,21 +201,22 @@ class OracleScheduler(Scheduler):
         m.add(d == sum(x[key] * len(key[1]) for key in dur if key[0] == j))
         return d
 
-    def _hint(self, m, engine: Engine, steps: int, x, start, arc, warm_lit) -> None:
+    def _hint(self, m, view: EngineView, steps: int, x, start, arc, warm_lit) -> None:
         """Hint the best heuristic's schedule (servers relabelled in the order of their
         first tasks, as the symmetry break requires)."""
-        records = self._best_heuristic(engine, steps)
+        records = self._best_heuristic(view, steps)
         if records is None:
             return
-        index = {t.id: j for j, t in enumerate(engine.tasks)}
+        tasks_all = view.episode_tasks()
+        index = {t.id: j for j, t in enumerate(tasks_all)}
         gang = {index[r.task_id]: tuple(int(s) for s in r.servers.split("-")) for r in records}
-        if self.break_symmetry and len(set(engine.kind_of)) == 1:
-            n = len(engine.tasks)
-            first = [n] * engine.n_servers
+        if self.break_symmetry and len(set(view.gpu_kinds)) == 1:
+            n = len(tasks_all)
+            first = [n] * view.n_servers
             for j in sorted(gang, key=lambda j: (records[j].start, j), reverse=True):
                 for s in gang[j]:
                     first[s] = j
-            relabel = {old: new for new, old in enumerate(sorted(range(engine.n_servers), key=lambda s: first[s]))}
+            relabel = {old: new for new, old in enumerate(sorted(range(view.n_servers), key=lambda s: first[s]))}
             gang = {j: tuple(sorted(relabel[s] for s in g)) for j, g in gang.items()}
         scale = self.scale
         for r in records:
@@ -224,7 +225,7 @@ class OracleScheduler(Scheduler):
             for key, var in x.items():
                 if key[0] == j:
                     m.add_hint(var, key[1] == gang[j])
-        by_server: list[list[int]] = [[] for _ in range(engine.n_servers)]
+        by_server: list[list[int]] = [[] for _ in range(view.n_servers)]
         for j in sorted(gang, key=lambda j: records[j].start):
             for s in gang[j]:
                 by_server[s].append(j)
@@ -238,11 +239,11 @@ class OracleScheduler(Scheduler):
             warm = not records[j].cold_start and gang[j] == g and gang[i] == g and i in seq and j in seq
             m.add_hint(lit, warm and seq.index(j) == seq.index(i) + 1)
 
-    def _solve(self, engine: Engine) -> None:
+    def _solve(self, view: EngineView) -> None:
         cp_model = _cp_model()
-        tasks: list[Task] = engine.tasks
-        n, n_srv, scale = len(tasks), engine.n_servers, self.scale
-        steps = self.clamp_steps(engine, self.steps)
+        tasks: tuple[Task, ...] = view.episode_tasks()
+        n, n_srv, scale = len(tasks), view.n_servers, self.scale
+        steps = self.clamp_steps(view, self.steps)
         gangs_of_k = {
             k: list(itertools.combinations(range(n_srv), k)) for k in {kk for t in tasks for kk in self.ks_for(t)}
         }
@@ -255,7 +256,7 @@ class OracleScheduler(Scheduler):
         def units(seconds: float) -> int:
             return int(round(seconds * scale))
 
-        kinds = engine.kind_of
+        kinds = view.gpu_kinds
         m = cp_model.CpModel()
         arrival = [units(t.arrival) for t in tasks]
         dur: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # (task, gang) -> (warm, cold)
@@ -264,8 +265,8 @@ class OracleScheduler(Scheduler):
                 for g in gangs_of_k[k]:
                     ks = [kinds[s] for s in g]
                     dur[j, g] = (
-                        units(engine.profile.duration(ks, t.model, t.resolution, steps, False)),
-                        units(engine.profile.duration(ks, t.model, t.resolution, steps, True)),
+                        units(view.profile.duration(ks, t.model, t.resolution, steps, False)),
+                        units(view.profile.duration(ks, t.model, t.resolution, steps, True)),
                     )
         horizon = max(arrival) + sum(max(c for (jj, _), (_, c) in dur.items() if jj == j) for j in range(n))
         x = {key: m.new_bool_var(f"x{key}") for key in dur}
@@ -340,7 +341,7 @@ class OracleScheduler(Scheduler):
         ):  # identical servers: number them in the order of their first tasks
             for s in range(n_srv - 1):
                 m.add(first_id[s] <= first_id[s + 1])
-        self._hint(m, engine, steps, x, start, arc, warm_lit)
+        self._hint(m, view, steps, x, start, arc, warm_lit)
 
         solver, status, solve_s = self._run_solver(cp_model, m)
         plan: dict[int, tuple[tuple[int, ...], list[int]]] = {}
@@ -354,7 +355,7 @@ class OracleScheduler(Scheduler):
         self._order = [tasks[j].id for j in sorted(range(n), key=lambda j: (solver.value(start[j]), j))]
         # the plan as the engine will run it (each task as early as its servers allow: at
         # most the solver's times, which may hold slack when the time limit stopped it)
-        obj = min(solver.objective_value / scale / n, self._replayed_mean_response(engine, steps))
+        obj = min(solver.objective_value / scale / n, self._replayed_mean_response(view, steps))
         bound = solver.best_objective_bound / scale / n
         self._stats = {
             "oracle_objective": obj,
@@ -366,10 +367,10 @@ class OracleScheduler(Scheduler):
         if not math.isfinite(obj):  # pragma: no cover - guarded by the status check
             raise RuntimeError("scheduler=oracle: the solver returned no objective")
 
-    def _replayed_mean_response(self, engine: Engine, steps: int) -> float:
+    def _replayed_mean_response(self, view: EngineView, steps: int) -> float:
         """Mean response (s) of the plan run semi-actively by the engine's rules."""
         assert self._plan is not None
-        tasks = {t.id: t for t in engine.tasks}
+        tasks = {t.id: t for t in view.episode_tasks()}
         end: dict[int, float] = {}
         gang_of = {tid: g for tid, (g, _) in self._plan.items()}
         last: dict[int, int] = {}  # server -> task that ran last on it
@@ -381,15 +382,15 @@ class OracleScheduler(Scheduler):
             prev = {last.get(s) for s in g}
             (p,) = prev if len(prev) == 1 else (None,)
             warm = p is not None and gang_of[p] == g and tasks[p].model == t.model
-            kinds = [engine.kind_of[s] for s in g]
-            end[tid] = start + engine.profile.duration(kinds, t.model, t.resolution, steps, not warm)
+            kinds = [view.gpu_kinds[s] for s in g]
+            end[tid] = start + view.profile.duration(kinds, t.model, t.resolution, steps, not warm)
             for s in g:
                 last[s] = tid
             total += end[tid] - t.arrival
         return total / len(self._order)
 
     # -- the reward model -------------------------------------------------------------
-    def _solve_reward(self, engine: Engine) -> None:
+    def _solve_reward(self, view: EngineView) -> None:
         """Steps chosen per task, objective the total paper reward of the launches.
 
         Each task is decided at an engine decision epoch (an arrival or a completion), in
@@ -401,8 +402,8 @@ class OracleScheduler(Scheduler):
         1/REWARD_SCALE. The queue is taken whole, so episodes may hold at most
         ``engine.window`` tasks; small episodes (a handful of tasks) solve in seconds."""
         cp_model = _cp_model()
-        tasks: list[Task] = engine.tasks
-        n, n_srv, cfg = len(tasks), engine.n_servers, engine.config
+        tasks: tuple[Task, ...] = view.episode_tasks()
+        n, n_srv, cfg = len(tasks), view.n_servers, view.engine_config()
         scale = max(self.scale, 100_000)  # launches sit on exact epochs: 10 us (0.15625 s/step is exact)
         if n > cfg.window:
             raise ValueError(
@@ -411,19 +412,19 @@ class OracleScheduler(Scheduler):
             )
         grid = self.step_grid or list(range(cfg.min_steps, cfg.max_steps + 1))
         grid = sorted({min(max(v, cfg.min_steps), cfg.max_steps) for v in grid})
-        rc = engine.reward_cfg
+        rc = view.reward_config()
 
         def units(seconds: float) -> int:
             return int(round(seconds * scale))
 
-        kinds = engine.kind_of
+        kinds = view.gpu_kinds
         gangs_of_k = {k: list(itertools.combinations(range(n_srv), k)) for t in tasks for k in self.ks_for(t)}
         m = cp_model.CpModel()
         arrival = [units(t.arrival) for t in tasks]
         # (task, gang, steps) -> (warm, cold) durations
         dur = {
             (j, g, st): tuple(
-                units(engine.profile.duration([kinds[s] for s in g], t.model, t.resolution, st, cold))
+                units(view.profile.duration([kinds[s] for s in g], t.model, t.resolution, st, cold))
                 for cold in (False, True)
             )
             for j, t in enumerate(tasks)
@@ -570,7 +571,7 @@ class OracleScheduler(Scheduler):
             reward_terms.append(lat)
             for (jj, _g, st), lit in z.items():
                 if jj == j:
-                    reward_terms.append(lit * int(round(rc.w_q * engine.quality(st) * R)))
+                    reward_terms.append(lit * int(round(rc.w_q * view.quality(st) * R)))
         m.maximize(sum(reward_terms))
 
         solver, status, solve_s = self._run_solver(cp_model, m)

@@ -3,7 +3,10 @@
 The engine decides (which task, which gang, cold or warm); this backend executes:
 
 * ``launch(job)`` sends the task to the gang's workers (rank = position in
-  ``job.servers``) and returns at once. A cold job (``job.cold``, or a gang that is not
+  ``job.servers``) and returns at once. Which gangs are warm, and which must be torn
+  down, comes from the same residency model the engine uses (``cluster.Residency``, here
+  keyed by the loaded weights); the backend itself keeps only the worker processes and
+  each live process group's rank order. A cold job (``job.cold``, or a gang that is not
   warm here, e.g. after a worker restart) makes every member tear down its old group,
   join a fresh process group on a new port, load the weights and warm up; the measured
   seconds come back as ``JobResult.cold_start_time``. A warm job reuses the loaded
@@ -44,7 +47,21 @@ from eatbench.backends.gpu.pipelines import (
     ModelNotFoundError,
     resolve_model_path,
 )
-from eatbench.backends.gpu.worker import WorkerConfig, save_image, worker_main
+from eatbench.backends.gpu.worker import (
+    Dissolve,
+    Done,
+    Failed,
+    GroupInit,
+    ModelSpec,
+    Ready,
+    RunTask,
+    Started,
+    Stop,
+    WorkerConfig,
+    save_image,
+    worker_main,
+)
+from eatbench.cluster import Residency
 
 
 class BackendParamError(ValueError):
@@ -64,8 +81,6 @@ class _Worker:
     cfg: WorkerConfig
     proc: Any
     conn: Any
-    group: tuple[int, ...] | None = None  # warm gang this worker belongs to
-    model_key: str | None = None
     info: dict = field(default_factory=dict)
     restarts: int = 0
 
@@ -76,6 +91,7 @@ class _Running:
 
     job: Job
     job_id: int
+    model_key: str
     group: tuple[int, ...]  # servers in rank order
     launched: float  # monotonic
     deadline: float  # monotonic
@@ -131,7 +147,7 @@ def _shutdown(workers: dict[int, _Worker], grace_s: float = 5.0) -> None:
     """Stop every worker: ask, wait ``grace_s``, then terminate, then kill."""
     for w in workers.values():
         try:
-            w.conn.send(("stop",))
+            w.conn.send(Stop())
         except (OSError, ValueError):
             pass
     deadline = time.monotonic() + grace_s
@@ -150,7 +166,7 @@ def _shutdown(workers: dict[int, _Worker], grace_s: float = 5.0) -> None:
 class GpuBackend(Backend):
     """Runs each task on real diffusers pipelines, one worker process per server.
 
-    :param context: cluster (``.servers`` with ``.index``/``.gpu_kind``), seed, out_dir.
+    :param context: cluster (its servers, one worker each), seed, out_dir.
     :param model_path: local diffusers pipeline directory or a repo id in the local HF
         cache; or a dict ``{task.model: path}``. Never downloaded.
     :param random_init: ``sd15``, ``sdxl`` or ``tiny``: random weights of that
@@ -234,10 +250,14 @@ class GpuBackend(Backend):
         self.check_psnr = check_psnr
         #: images generated per task (the profiler's batch knob; only the first is saved)
         self.images_per_task = 1
-        servers = list(getattr(context.cluster, "servers", []))
+        servers = list(context.cluster.servers)
         if not servers:
             raise ValueError("the cluster has no servers")
         self.server_kinds = {int(s.index): str(s.gpu_kind) for s in servers}
+        #: which gangs hold a loaded pipeline, for which weights (keyed by ``ModelSpec.key``)
+        self.residency = Residency(max(self.server_kinds) + 1)
+        #: rank order of each gang's process group (members -> servers by rank), set at its cold start
+        self._ranks: dict[frozenset[int], tuple[int, ...]] = {}
         self._configs = {
             idx: WorkerConfig(
                 server=idx,
@@ -412,17 +432,18 @@ class GpuBackend(Backend):
                 )
             )
             return
-        group = self._warm_group(job, model["key"])
+        spec_model = ModelSpec(model["key"], model["model_path"], model["random_init"])
         init = None
-        if group is None:  # cold: a new process group, ranks in job.servers order
+        if not job.cold and self.residency.is_warm(job.servers, spec_model.key):
+            group = self._ranks[frozenset(job.servers)]
+        else:  # cold: a new process group, ranks in job.servers order
             group = tuple(job.servers)
             devs = [self._configs[s].device for s in group]
             nccl = all(d.startswith("cuda") for d in devs) and len(set(devs)) == len(devs)
-            init = {"port": _free_port(), "backend": "nccl" if nccl else "gloo"}
-            for s in group:
-                self._forget_group(s)
-            for s in group:
-                self._workers[s].group, self._workers[s].model_key = group, model["key"]
+            init = GroupInit(_free_port(), "nccl" if nccl else "gloo")
+            torn = self.residency.claim(group, spec_model.key)  # warm already (job.cold): nothing torn
+            self._ranks[frozenset(group)] = group
+            self._tell_dissolve(torn - set(group))  # their gang-mates leave: those groups are gone
         job_id = self._next_id
         self._next_id += 1
         image_path = None
@@ -430,32 +451,32 @@ class GpuBackend(Backend):
             image_path = os.path.join(self.context.out_dir, "images", f"task{task.id:05d}_seed{task.seed}.png")
         t = time.monotonic()
         timeout = self.task_timeout_s + (self.cold_timeout_s if init else 0.0)
-        run = _Running(job, job_id, group, t, t + timeout, set(range(len(group))), image_path)
+        run = _Running(job, job_id, spec_model.key, group, t, t + timeout, set(range(len(group))), image_path)
         self._jobs[job_id] = run
         for s in group:
             self._busy[s] = job_id
         for rank, s in enumerate(group):
-            spec = {
-                "job_id": job_id,
-                "task_id": task.id,
-                "rank": rank,
-                "world": len(group),
-                "init": init,
-                "model": model,
-                "prompt": task.prompt,
-                "seed": task.seed,
-                "resolution": task.resolution,
-                "steps": job.steps,
-                "batch": self.images_per_task,
-                "guidance_scale": self.guidance_scale,
-                "image_path": image_path if rank == 0 else None,
-                "clip_model_path": self.clip_model_path,
-                "check_psnr": self.check_psnr,
-                "warm_shapes": [[r, self.images_per_task] for r in self.warmup_resolutions],
-                "inject": self.inject,
-            }
+            spec = RunTask(
+                job_id=job_id,
+                task_id=task.id,
+                rank=rank,
+                world=len(group),
+                init=init,
+                model=spec_model,
+                prompt=task.prompt,
+                seed=task.seed,
+                resolution=task.resolution,
+                steps=job.steps,
+                batch=self.images_per_task,
+                guidance_scale=self.guidance_scale,
+                image_path=image_path if rank == 0 else None,
+                clip_model_path=self.clip_model_path,
+                check_psnr=self.check_psnr,
+                warm_shapes=tuple((r, self.images_per_task) for r in self.warmup_resolutions),
+                inject=self.inject,
+            )
             try:
-                self._workers[s].conn.send(("run", spec))
+                self._workers[s].conn.send(spec)
             except (OSError, ValueError) as exc:
                 self._fail(run, f"could not reach the worker of server {s}: {exc}")
                 return
@@ -478,14 +499,9 @@ class GpuBackend(Backend):
             self._poll(max(wait_s, 0.0))
 
     def dissolve(self, servers: tuple[int, ...]) -> None:
-        for s in servers:
-            w = self._workers[s]
-            if w.group is not None or w.model_key is not None:
-                self._forget_group(s)
-                try:
-                    w.conn.send(("dissolve",))
-                except (OSError, ValueError):
-                    pass
+        """Tear down the warm groups holding any of ``servers`` (every member's pipeline
+        and process group)."""
+        self._tell_dissolve(self.residency.dissolve(servers))
 
     def close(self) -> list[JobResult]:
         if not self._closed:
@@ -534,24 +550,13 @@ class GpuBackend(Backend):
         }
 
     # -------------------------------------------------------------- internals
-    def _warm_group(self, job: Job, model_key: str) -> tuple[int, ...] | None:
-        """The live group (in rank order) that runs ``job`` warm, or ``None`` (cold)."""
-        if job.cold:
-            return None
-        group = self._workers[job.servers[0]].group
-        if group is None or set(group) != set(job.servers) or len(group) != len(job.servers):
-            return None
-        ok = all(self._workers[s].group == group and self._workers[s].model_key == model_key for s in group)
-        return group if ok else None
-
-    def _forget_group(self, server: int) -> None:
-        """``server`` leaves its warm group; the other members' group is broken too."""
-        w = self._workers[server]
-        if w.group is not None:
-            for other in w.group:
-                if other != server and self._workers[other].group == w.group:
-                    self._workers[other].group = None
-        w.group, w.model_key = None, None
+    def _tell_dissolve(self, servers: set[int]) -> None:
+        """Ask the workers of ``servers`` to tear down their pipeline and process group."""
+        for s in sorted(servers):
+            try:
+                self._workers[s].conn.send(Dissolve())
+            except (OSError, ValueError):
+                pass
 
     def _poll(self, timeout: float) -> None:
         """Handle worker messages and deaths (waiting up to ``timeout`` s), then timeouts."""
@@ -589,26 +594,27 @@ class GpuBackend(Backend):
             if t > run.deadline:
                 self._fail(run, f"timed out after {t - run.launched:.1f} s")
 
-    def _on_message(self, idx: int, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == "ready":
-            self._workers[idx].info = msg[1]
+    def _on_message(self, idx: int, msg: Ready | Started | Done | Failed) -> None:
+        if isinstance(msg, Ready):
+            self._workers[idx].info = msg.info
             return
-        run = self._jobs.get(msg[1])
+        run = self._jobs.get(msg.job_id)
         if run is None:  # a job already failed or closed
             return
-        if kind == "started":
-            run.started = msg[3] if run.started is None else min(run.started, msg[3])
-        elif kind == "done":
-            run.payloads[msg[2]] = msg[3]
-            run.pending.discard(msg[2])
+        if isinstance(msg, Started):
+            run.started = msg.t if run.started is None else min(run.started, msg.t)
+        elif isinstance(msg, Done):
+            run.payloads[msg.rank] = msg.payload
+            run.pending.discard(msg.rank)
             if not run.pending:
                 self._finish(run)
-        elif kind == "error":
-            server = run.group[msg[2]]
-            restart = bool(msg[4].get("restart", True)) if len(msg) > 4 else True
+        elif isinstance(msg, Failed):
+            server = run.group[msg.rank]
+            restart = msg.restart
             self.events.append({"t": self.now(), "event": "task_error", "server": server, "restart": restart})
-            self._fail(run, f"server {server} (rank {msg[2]}): {msg[3]}", clean=set() if restart else {server})
+            self._fail(run, f"server {server} (rank {msg.rank}): {msg.reason}", clean=set() if restart else {server})
+        else:  # pragma: no cover - a protocol error is a bug
+            raise TypeError(f"unknown message from the worker of server {idx}: {msg!r}")
 
     def _release(self, run: _Running) -> None:
         self._jobs.pop(run.job_id, None)
@@ -671,7 +677,7 @@ class GpuBackend(Backend):
             "steps": run.job.steps,
             "resolution": task.resolution,
             "k": len(run.group),
-            "model": self._workers[run.group[0]].model_key,
+            "model": run.model_key,
         }
 
     def _fail(self, run: _Running, reason: str, clean: set[int] | None = None) -> None:
@@ -682,12 +688,13 @@ class GpuBackend(Backend):
             JobResult(run.job, self.now(), None, error=reason, extra={"failed_servers": list(run.job.servers)})
         )
         done_ranks = {run.group[r] for r in run.payloads}
-        for s in run.job.servers:
-            self._forget_group(s)
+        self.residency.dissolve(run.job.servers)  # their state is unknown: cold next time
         self._restart([s for s in run.job.servers if s not in (clean or set()) | done_ranks])
 
     def _restart(self, servers: list[int]) -> None:
-        """Kill and respawn workers (not waiting for them to be ready: commands queue)."""
+        """Kill and respawn workers (not waiting for them to be ready: commands queue); their
+        warm groups are gone, so the other members of those groups tear down too."""
+        self._tell_dissolve(self.residency.dissolve(servers) - set(servers))
         for s in servers:
             w = self._workers[s]
             if w.proc.is_alive():

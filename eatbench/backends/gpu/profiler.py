@@ -38,26 +38,9 @@ import math
 import os
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from eatbench.profiles import PROFILE_COLUMNS, write_profile_csv
-
-
-@dataclass(frozen=True)
-class _Server:
-    index: int
-    gpu_kind: str
-
-
-class _Cluster:
-    """A minimal cluster (duck-typed like ``eatbench.cluster.Cluster``)."""
-
-    def __init__(self, n: int, gpu_kind: str) -> None:
-        self.servers = [_Server(i, gpu_kind) for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.servers)
 
 
 def _slug(name: str) -> str:
@@ -111,6 +94,7 @@ def measure_profile(
 
     from eatbench.backends.base import BackendContext, Job
     from eatbench.backends.gpu.backend import GpuBackend
+    from eatbench.cluster import Cluster
     from eatbench.tasks import Task
 
     own = backend is None
@@ -121,7 +105,7 @@ def measure_profile(
         check_gangs({i: devs[i % len(devs)] for i in range(max(ks))}, ks, allow_shared_devices)
 
         backend = GpuBackend(
-            BackendContext(cluster=_Cluster(max(ks), gpu_kind or "unknown"), profile=None, quality=None),
+            BackendContext(cluster=Cluster.uniform(max(ks), gpu_kind or "unknown"), profile=None, quality=None),
             model_path=model_path,
             random_init=random_init,
             devices=devices,

@@ -2,27 +2,29 @@
 
 The backend talks to a worker over a duplex ``multiprocessing`` pipe.
 
+The messages are the typed dataclasses below (never tuples indexed by position).
+
 Backend -> worker messages:
 
-* ``("run", spec)``: run one task as rank ``spec["rank"]`` of a gang (see ``run_task``).
-  When ``spec["init"]`` is set the worker first does a *cold start*: tear down its old
+* ``RunTask``: run one task as rank ``spec.rank`` of a gang (see ``run_task``).
+  When ``spec.init`` is set the worker first does a *cold start*: tear down its old
   process group and pipeline, join the new process group, load the weights to the
   device (random weights: built in the target dtype from a shared seed, checked equal on
   all ranks by one all-gathered checksum instead of one broadcast per parameter), empty
   the allocator cache, and warm up (a 2-step generation at the task's shape, and with
-  ``compile``/``cuda_graphs`` at every shape of ``spec["warm_shapes"]``). All timed.
+  ``compile``/``cuda_graphs`` at every shape of ``spec.warm_shapes``). All timed.
   With ``compile``/``cuda_graphs``, a warm task at a shape (resolution, images) the
   worker has not run yet is warmed up first and that time is reported as its cold start
   (``shape_warmup_s``), so no compilation or capture lands in a measured pipeline call.
-* ``("dissolve",)``: tear down the process group and free the pipeline.
-* ``("stop",)``: tear down and exit.
+* ``Dissolve()``: tear down the process group and free the pipeline.
+* ``Stop()``: tear down and exit.
 
 Worker -> backend messages:
 
-* ``("ready", info)`` once torch/diffusers are imported (info: pid, device, versions).
-* ``("started", job_id, rank, t)`` when a task begins (``t``: ``time.monotonic()``).
-* ``("done", job_id, rank, payload)`` when it ends (see ``run_task`` for the payload).
-* ``("error", job_id, rank, reason, {"restart": bool})`` when it fails, sent *before*
+* ``Ready(info)`` once torch/diffusers are imported (info: pid, device, versions).
+* ``Started(job_id, rank, t)`` when a task begins (``t``: ``time.monotonic()``).
+* ``Done(job_id, rank, payload)`` when it ends (see ``run_task`` for the payload).
+* ``Failed(job_id, rank, reason, restart)`` when it fails, sent *before*
   any tear-down (destroying a process group can block on unmatched collectives). After a
   plain out-of-memory error on a single-rank task the worker then frees its pipeline and
   keeps serving (``restart: False``); after any other error (a sticky CUDA error such as
@@ -43,7 +45,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -76,6 +78,121 @@ class WorkerConfig:
     compile_backend: str = "inductor"
 
 
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """The pipeline a task needs.
+
+    :param key: identity of the weights (a path, a repo id or ``random:<arch>``); a worker
+        holding a pipeline of another key must cold-start.
+    :param model_path: local diffusers pipeline directory (``None`` with ``random_init``).
+    :param random_init: ``sd15``, ``sdxl`` or ``tiny``: random weights of that architecture.
+    :param weights_seed: seed of random weights (equal on every rank of a gang).
+    """
+
+    key: str
+    model_path: str | None = None
+    random_init: str | None = None
+    weights_seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInit:
+    """How a cold gang forms its process group: rendezvous ``port`` on 127.0.0.1 and the
+    ``torch.distributed`` backend (``nccl`` or ``gloo``)."""
+
+    port: int
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunTask:
+    """Backend -> worker: run one task as rank ``rank`` of a gang of ``world`` servers.
+
+    :param job_id: the backend's job number (echoed in the replies).
+    :param task_id: the task's id.
+    :param rank: this worker's rank (its position in the gang).
+    :param world: gang size k.
+    :param init: set for a cold start (a new process group), ``None`` for a warm task.
+    :param model: the pipeline to use.
+    :param prompt: text prompt.
+    :param seed: generation seed.
+    :param resolution: image side (px).
+    :param steps: denoising steps.
+    :param batch: images per task.
+    :param guidance_scale: classifier-free guidance scale.
+    :param image_path: rank 0: return the image for the backend to save there.
+    :param clip_model_path: local CLIP model for the quality score (``None``: no score).
+    :param check_psnr: rank 0 of a gang also renders the single-device image.
+    :param warm_shapes: extra (resolution, batch) shapes to warm up at a cold start.
+    :param inject: a fault to raise (tests of the error paths), ``None`` normally.
+    """
+
+    job_id: int
+    task_id: int
+    rank: int
+    world: int
+    init: GroupInit | None
+    model: ModelSpec
+    prompt: str
+    seed: int
+    resolution: int
+    steps: int
+    batch: int = 1
+    guidance_scale: float = 7.5
+    image_path: str | None = None
+    clip_model_path: str | None = None
+    check_psnr: bool = False
+    warm_shapes: tuple[tuple[int, int], ...] = ()
+    inject: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dissolve:
+    """Backend -> worker: tear down the process group and free the pipeline."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Backend -> worker: tear down and exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Worker -> backend: started (``info``: pid, server, device, device_name, versions,
+    cpu_threads)."""
+
+    info: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """Worker -> backend: rank ``rank`` of job ``job_id`` began at monotonic time ``t`` (s)."""
+
+    job_id: int
+    rank: int
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Worker -> backend: rank ``rank`` of job ``job_id`` ended (``payload``: see ``run_task``)."""
+
+    job_id: int
+    rank: int
+    payload: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Worker -> backend: rank ``rank`` of job ``job_id`` failed with ``reason``;
+    ``restart``: whether the worker exits and must be replaced."""
+
+    job_id: int
+    rank: int
+    reason: str
+    restart: bool = True
+
+
 @dataclass
 class _State:
     pipe: Any = None
@@ -87,7 +204,7 @@ class _State:
 
 
 class InjectedFault(RuntimeError):
-    """A failure raised on purpose (tests of the error paths; ``spec["inject"]``)."""
+    """A failure raised on purpose (tests of the error paths; ``RunTask.inject``)."""
 
 
 def _sync(device: str) -> None:
@@ -146,7 +263,7 @@ def worker_main(cfg: WorkerConfig, conn: Any, parent_pid: int) -> None:
         "transformers": transformers.__version__,
         "cpu_threads": cfg.cpu_threads,
     }
-    conn.send(("ready", info))
+    conn.send(Ready(info))
     state = _State()
     try:
         while True:
@@ -158,11 +275,11 @@ def worker_main(cfg: WorkerConfig, conn: Any, parent_pid: int) -> None:
                 msg = conn.recv()
             except EOFError:
                 break
-            if msg[0] == "stop":
+            if isinstance(msg, Stop):
                 break
-            if msg[0] == "dissolve":
+            if isinstance(msg, Dissolve):
                 _teardown(state, cfg)
-            elif msg[0] == "run" and _handle_run(state, cfg, conn, msg[1]) == "exit":
+            elif isinstance(msg, RunTask) and _handle_run(state, cfg, conn, msg) == "exit":
                 try:
                     conn.close()
                 finally:
@@ -191,16 +308,16 @@ def _teardown(state: _State, cfg: WorkerConfig) -> None:
         torch.cuda.empty_cache()
 
 
-def _handle_run(state: _State, cfg: WorkerConfig, conn: Any, spec: dict) -> str | None:
+def _handle_run(state: _State, cfg: WorkerConfig, conn: Any, spec: RunTask) -> str | None:
     """Run one task and report it; returns ``"exit"`` when this process must be replaced."""
-    job_id, rank = spec["job_id"], spec["rank"]
+    job_id, rank = spec.job_id, spec.rank
     try:
-        payload = run_task(state, cfg, spec, lambda t: conn.send(("started", job_id, rank, t)))
+        payload = run_task(state, cfg, spec, lambda t: conn.send(Started(job_id, rank, t)))
     except BaseException as exc:  # noqa: BLE001 - report every failure first
-        restart = needs_restart(exc, in_gang=state.pg or spec.get("world", 1) > 1)
+        restart = needs_restart(exc, in_gang=state.pg or spec.world > 1)
         reason = _reason(exc) + "\n" + traceback.format_exc(limit=4)
         try:  # report first: tearing down may block on the peers' unmatched collectives
-            conn.send(("error", job_id, rank, reason, {"restart": restart}))
+            conn.send(Failed(job_id, rank, reason, restart))
         except (OSError, ValueError):
             pass
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -215,7 +332,7 @@ def _handle_run(state: _State, cfg: WorkerConfig, conn: Any, spec: dict) -> str 
         except Exception:  # noqa: BLE001 - the pipeline is dropped either way
             pass
         return None
-    conn.send(("done", job_id, rank, payload))
+    conn.send(Done(job_id, rank, payload))
     return None
 
 
@@ -241,10 +358,10 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _injected(spec: dict) -> dict:
-    """The fault ``spec["inject"]`` asks this rank to raise, or ``{}``."""
-    inject = spec.get("inject") or {}
-    if inject and inject.get("rank", 0) in (None, spec["rank"]):
+def _injected(spec: RunTask) -> dict:
+    """The fault ``spec.inject`` asks this rank to raise, or ``{}``."""
+    inject = spec.inject or {}
+    if inject and inject.get("rank", 0) in (None, spec.rank):
         return inject
     return {}
 
@@ -301,7 +418,7 @@ def _same_weights_everywhere(pipe: Any, world: int) -> bool:
     return all(bool((g.to(sums.device) == sums).all()) for g in gathered)
 
 
-def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
+def _cold_start(state: _State, cfg: WorkerConfig, spec: RunTask) -> dict:
     """Join the gang's process group, load the pipeline, warm up. Returns timings (s)."""
     import torch
     import torch.distributed as dist
@@ -313,32 +430,33 @@ def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
     if cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(cfg.device)
     t0 = time.perf_counter()
-    init = spec["init"]
-    if spec["world"] > 1:
+    init = spec.init
+    assert init is not None, "a cold start needs RunTask.init"
+    if spec.world > 1:
         dist.init_process_group(
-            backend=init["backend"],
-            init_method=f"tcp://127.0.0.1:{init['port']}",
-            rank=spec["rank"],
-            world_size=spec["world"],
+            backend=init.backend,
+            init_method=f"tcp://127.0.0.1:{init.port}",
+            rank=spec.rank,
+            world_size=spec.world,
             timeout=timedelta(seconds=cfg.pg_timeout_s),
-            device_id=torch.device(cfg.device) if init["backend"] == "nccl" else None,
+            device_id=torch.device(cfg.device) if init.backend == "nccl" else None,
         )
         state.pg = True
         dist.barrier()
     t1 = time.perf_counter()
-    model = spec["model"]
+    model = spec.model
     pipe = load_pipeline(
-        model_path=model["model_path"],
-        random_init=model["random_init"],
+        model_path=model.model_path,
+        random_init=model.random_init,
         device=cfg.device,
         dtype=cfg.dtype,
-        seed=model.get("weights_seed", 0),
+        seed=model.weights_seed,
     )
     broadcast = False
-    if model["random_init"] and spec["world"] > 1:
+    if model.random_init and spec.world > 1:
         # same seed, same device kind and dtype: same weights; one checksum all-gather proves
         # it, and only a mismatch (e.g. different GPU models) falls back to broadcasting
-        broadcast = not _same_weights_everywhere(pipe, spec["world"])
+        broadcast = not _same_weights_everywhere(pipe, spec.world)
         if broadcast:
             with torch.no_grad():
                 for module in pipe.components.values():
@@ -352,7 +470,7 @@ def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
     t2 = time.perf_counter()
     mem_loaded = memory_stats(cfg.device)
     state.pipe = pipe
-    state.model_key = model["key"]
+    state.model_key = model.key
     state.parallel = PatchParallelUNet(
         pipe.unet,
         split_cfg=cfg.split_cfg,
@@ -363,9 +481,9 @@ def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
     )
     shapes = [_shape(spec)]
     if cfg.inner != "eager":  # compile / capture every shape the workload can ask for, now
-        shapes += [tuple(s) for s in spec.get("warm_shapes") or [] if tuple(s) != shapes[0]]
+        shapes += [(int(r), int(b)) for r, b in spec.warm_shapes if (int(r), int(b)) != shapes[0]]
     for res, batch in shapes:
-        _generate(state, cfg, {**spec, "resolution": res, "batch": batch}, steps=2, decode=spec["rank"] == 0)
+        _generate(state, cfg, replace(spec, resolution=res, batch=batch), steps=2, decode=spec.rank == 0)
         state.shapes.add((res, batch))
     _sync(cfg.device)
     t3 = time.perf_counter()
@@ -381,9 +499,9 @@ def _cold_start(state: _State, cfg: WorkerConfig, spec: dict) -> dict:
     }
 
 
-def _shape(spec: dict) -> tuple[int, int]:
+def _shape(spec: RunTask) -> tuple[int, int]:
     """The (resolution, images per task) of a task: what compiled code and graphs key on."""
-    return (int(spec["resolution"]), int(spec.get("batch", 1)))
+    return (int(spec.resolution), int(spec.batch))
 
 
 def _broadcast(t: Any) -> None:
@@ -398,7 +516,7 @@ def _broadcast(t: Any) -> None:
 
 
 def _generate(
-    state: _State, cfg: WorkerConfig, spec: dict, *, steps: int, decode: bool, inject: dict | None = None
+    state: _State, cfg: WorkerConfig, spec: RunTask, *, steps: int, decode: bool, inject: dict | None = None
 ) -> tuple[Any, list[float], float]:
     """Run the pipeline; returns (output, per-step seconds, pipeline seconds).
 
@@ -421,16 +539,16 @@ def _generate(
 
     state.parallel.first_call_t = None
     state.parallel.calls = 0
-    generator = torch.Generator("cpu").manual_seed(int(spec["seed"]))
+    generator = torch.Generator("cpu").manual_seed(int(spec.seed))
     _sync(cfg.device)
     t0 = time.perf_counter()
     out = state.pipe(
-        prompt=spec["prompt"],
-        height=spec["resolution"],
-        width=spec["resolution"],
+        prompt=spec.prompt,
+        height=spec.resolution,
+        width=spec.resolution,
         num_inference_steps=steps,
-        guidance_scale=spec["guidance_scale"],
-        num_images_per_prompt=spec.get("batch", 1),
+        guidance_scale=spec.guidance_scale,
+        num_images_per_prompt=spec.batch,
         generator=generator,
         output_type="pil" if decode else "latent",
         callback_on_step_end=on_step_end,
@@ -444,8 +562,8 @@ def _generate(
     return out, step_s, total
 
 
-def run_task(state: _State, cfg: WorkerConfig, spec: dict, started: Any) -> dict:
-    """Run one task (cold start first if ``spec["init"]``); returns the ``done`` payload.
+def run_task(state: _State, cfg: WorkerConfig, spec: RunTask, started: Any) -> dict:
+    """Run one task (cold start first if ``spec.init``); returns the ``Done`` payload.
 
     Payload keys: ``t_end`` (monotonic time the image/latent was ready), ``loaded``
     (whether weights were loaded for this task), ``cold_start_s`` and its parts
@@ -453,7 +571,7 @@ def run_task(state: _State, cfg: WorkerConfig, spec: dict, started: Any) -> dict
     ``weights`` (``random`` or ``pretrained``), ``pipeline_s`` (the pipeline call),
     ``step_s`` (per-step seconds), ``unet_calls``, ``compiled_in_task`` (graphs compiled
     or captured inside the measured call: 0 unless something is wrong), ``memory``
-    (``memory_stats``), ``image`` (rank 0, when ``spec["image_path"]``: the uint8 HxWx3
+    (``memory_stats``), ``image`` (rank 0, when ``spec.image_path``: the uint8 HxWx3
     array; the backend writes the PNG, so the server is not kept busy by it), ``quality``
     (CLIP score or ``None``), ``psnr_vs_single_db`` (when asked, rank 0), ``quality_s``
     (seconds of CLIP and PSNR after the image was ready; the server is busy meanwhile).
@@ -461,19 +579,19 @@ def run_task(state: _State, cfg: WorkerConfig, spec: dict, started: Any) -> dict
     import numpy as np
 
     started(time.monotonic())
-    model = spec["model"]
+    model = spec.model
     payload: dict[str, Any] = {
         "loaded": False,
         "cold_start_s": 0.0,
         "shape_warmup_s": 0.0,
-        "weights": "random" if model["random_init"] else "pretrained",
+        "weights": "random" if model.random_init else "pretrained",
     }
-    if spec["init"] is not None or state.pipe is None or state.model_key != model["key"]:
-        if spec["init"] is None:  # should not happen: the backend tracks residency
+    if spec.init is not None or state.pipe is None or state.model_key != model.key:
+        if spec.init is None:  # should not happen: the backend asks the residency model
             raise RuntimeError("worker is not warm for this gang and no cold start was asked")
         payload.update(_cold_start(state, cfg, spec))
         payload["loaded"] = True
-    decode = spec["rank"] == 0
+    decode = spec.rank == 0
     shape = _shape(spec)
     if cfg.inner != "eager" and shape not in state.shapes:  # a new shape is a (partial) cold start
         t_w = time.perf_counter()
@@ -484,25 +602,25 @@ def run_task(state: _State, cfg: WorkerConfig, spec: dict, started: Any) -> dict
         payload["compile_s"] = payload.get("compile_s", 0.0) + payload["shape_warmup_s"]
         payload["cold_start_s"] += payload["shape_warmup_s"]
     graphs = state.parallel.compiled_graphs()
-    out, step_s, total = _generate(state, cfg, spec, steps=spec["steps"], decode=decode, inject=_injected(spec))
+    out, step_s, total = _generate(state, cfg, spec, steps=spec.steps, decode=decode, inject=_injected(spec))
     payload.update(t_end=time.monotonic(), pipeline_s=total, step_s=step_s)
     payload.update(unet_calls=state.parallel.calls, compiled_in_task=state.parallel.compiled_graphs() - graphs)
     state.shapes.add(shape)
     payload.update(image=None, quality=None, quality_s=0.0)
     if decode:
         image = out.images[0]
-        if spec.get("image_path"):
+        if spec.image_path:
             payload["image"] = np.asarray(image.convert("RGB"), dtype=np.uint8)
         t_q = time.perf_counter()
-        if spec.get("clip_model_path") and spec["model"]["random_init"] is None:
+        if spec.clip_model_path and spec.model.random_init is None:
             from eatbench.quality import clip_scores
 
-            payload["quality"] = clip_scores([image], [spec["prompt"]], spec["clip_model_path"], device=cfg.device)[0]
-        if spec.get("check_psnr") and spec["world"] > 1:
+            payload["quality"] = clip_scores([image], [spec.prompt], spec.clip_model_path, device=cfg.device)[0]
+        if spec.check_psnr and spec.world > 1:
             from eatbench.backends.gpu.patch_parallel import psnr
 
             with state.parallel.single_device():
-                ref, _, _ = _generate(state, cfg, spec, steps=spec["steps"], decode=True)
+                ref, _, _ = _generate(state, cfg, spec, steps=spec.steps, decode=True)
             payload["psnr_vs_single_db"] = psnr(image, ref.images[0])
         payload["quality_s"] = time.perf_counter() - t_q
     payload["memory"] = memory_stats(cfg.device)

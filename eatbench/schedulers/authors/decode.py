@@ -24,7 +24,7 @@ import numpy as np
 from eatbench.engine import Decision
 
 if TYPE_CHECKING:
-    from eatbench.engine import Engine
+    from eatbench.view import EngineView
 
 #: the release's ``max_draw_steps``: steps = 32 x u[1].
 MAX_DRAW_STEPS = 32
@@ -58,15 +58,15 @@ def integer_steps(steps: float, min_steps: int, max_steps: int) -> int:
     return min(max(int(math.floor(steps + 0.5)), min_steps), max_steps)
 
 
-def release_placement(engine: Engine, k: int, model: str) -> tuple[int, ...] | None:
+def release_placement(view: EngineView, k: int, model: str) -> tuple[int, ...] | None:
     """The release's placement rule on the engine's state (``None``: fewer than ``k``
     available servers). Available = running nothing and reserved by nobody."""
-    available = engine.idle_servers()
+    available = view.idle_servers()
     if len(available) < k:
         return None
     groups: dict[frozenset[int], list[int]] = {}
     for s in available:
-        g = engine.residency.warm_group(s)
+        g = view.warm_group(s)
         if g is not None and g[1] == model:
             groups.setdefault(g[0], []).append(s)
     for members in groups.values():
@@ -75,17 +75,16 @@ def release_placement(engine: Engine, k: int, model: str) -> tuple[int, ...] | N
     return tuple(available[:k])
 
 
-def decode(engine: Engine, action: np.ndarray, queue_rows: int) -> Decision | None:
+def decode(view: EngineView, action: np.ndarray, queue_rows: int) -> Decision | None:
     """The decision the release takes for ``action`` in the engine's current state."""
     choice = read_action(action, queue_rows)
-    queue = engine.queue
+    queue = view.visible()  # the window: as many rows as the release's queue (checked at load)
     if choice.slot >= min(len(queue), queue_rows) or not choice.execute:
         return None
     task = queue[choice.slot]
     if task.k is None:
         raise ValueError(f"task {task.id} has no fixed k: the release's policies need workload.k_choices")
-    servers = release_placement(engine, task.k, task.model)
+    servers = release_placement(view, task.k, task.model)
     if servers is None:
         return None
-    cfg = engine.config
-    return Decision(task.id, integer_steps(choice.steps, cfg.min_steps, cfg.max_steps), servers)
+    return Decision(task.id, integer_steps(choice.steps, view.min_steps, view.max_steps), servers)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from eatbench.engine import Engine
+    from eatbench.view import EngineView
 
 #: the release's clock reads 1 s when the episode starts.
 CLOCK_START = 1.0
@@ -38,13 +38,13 @@ CLOCK_START = 1.0
 SIZE_FEATURE = 1.0
 
 
-def release_group_ids(engine: Engine) -> list[int]:
+def release_group_ids(view: EngineView) -> list[int]:
     """The release's group id of every server: 0 if cold, else 1 + the position of its
     warm group among the buckets (warm groups and the cold bucket) in server order."""
     buckets: dict[object, int] = {}
     ids = []
-    for s in range(engine.n_servers):
-        group = engine.residency.warm_group(s)
+    for s in range(view.n_servers):
+        group = view.warm_group(s)
         key = group[0] if group is not None else None
         if key not in buckets:
             buckets[key] = len(buckets)
@@ -76,10 +76,10 @@ class ReleaseObservation:
             return 0.0
         return arrival if release_clock else arrival + CLOCK_START - self.stamp_lag
 
-    def encode(self, engine: Engine) -> np.ndarray:
+    def encode(self, view: EngineView) -> np.ndarray:
         obs = np.zeros((self.rows, 3), dtype=np.float64)
-        queue = engine.queue
-        release_clock = engine.config.decision_mode == "release"
+        queue = view.visible()  # the window: as many rows as the release's queue (checked at load)
+        release_clock = view.decision_mode == "release"
         for i in range(min(self.queue_rows, len(queue))):
             task = queue[i]
             if task.k is None:
@@ -88,12 +88,11 @@ class ReleaseObservation:
                     "draws co_num per task)"
                 )
             obs[i] = (self.arrival_stamp(task.arrival, release_clock), SIZE_FEATURE, task.k)
-        now = engine.now
-        groups = release_group_ids(engine)
+        groups = release_group_ids(view)
         base = self.queue_rows
         for s in range(self.n_servers):
-            running = engine.running_task[s] >= 0
-            idle = not running and engine.reserved_by[s] < 0
-            remain = max(0.0, engine.free_at[s] - now) if running else 0.0
+            running = view.is_running(s)
+            idle = view.is_idle(s)
+            remain = view.time_until_free(s) if running else 0.0
             obs[base + s] = (remain, groups[s], 1.0 if idle else 0.0)
         return obs.astype(np.float32)

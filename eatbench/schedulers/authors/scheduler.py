@@ -25,7 +25,8 @@ from eatbench.schedulers.rl.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
     from eatbench.config import ExperimentConfig
-    from eatbench.engine import Decision, Engine
+    from eatbench.engine import Decision
+    from eatbench.view import EngineView
 
 RELEASE_REPO = "https://github.com/zzf1955/EAT"
 RELEASE_FILES = {
@@ -179,14 +180,14 @@ class AuthorsScheduler(Scheduler):
         with torch.inference_mode():
             return self.actor(torch.from_numpy(rows).unsqueeze(0), self.generator)[0].numpy()
 
-    def decide(self, engine: Engine) -> Decision | None:
+    def decide(self, view: EngineView) -> Decision | None:
         observer = self.observer
         assert observer is not None, "reset() first"
         # every action is a wait when no visible task fits the idle servers: skip the actor
-        n_idle = len(engine.idle_servers())
-        if not any((t.k or 0) <= n_idle for t in engine.visible()[: observer.queue_rows]):
+        n_idle = len(view.idle_servers())
+        if not any((t.k or 0) <= n_idle for t in view.visible()[: observer.queue_rows]):
             return None
-        return decode(engine, self.act(observer.encode(engine)), observer.queue_rows)
+        return decode(view, self.act(observer.encode(view)), observer.queue_rows)
 
 
 def _register(kind: str, doc: str) -> type[AuthorsScheduler]:

@@ -119,7 +119,10 @@ def _check_meta(meta: PolicyMeta, source: str) -> None:
         return isinstance(v, int) and not isinstance(v, bool)
 
     checks = {
-        "n_servers": (is_int(meta.n_servers) and meta.n_servers >= 1, "an integer >= 1"),
+        "n_servers": (
+            is_int(meta.n_servers) and (meta.n_servers >= 1 or (meta.n_servers == 0 and meta.layout == "set")),
+            "an integer >= 1 (0: any, for layout set)",
+        ),
         "window": (is_int(meta.window) and meta.window >= 1, "an integer >= 1"),
         "obs_size": (is_int(meta.obs_size) and meta.obs_size >= 1, "an integer >= 1"),
         "action_size": (is_int(meta.action_size) and meta.action_size >= 1, "an integer >= 1"),
@@ -136,7 +139,7 @@ def _check_meta(meta: PolicyMeta, source: str) -> None:
             and all(is_int(k) and k >= 1 for k in meta.k_options),
             "a non-empty list of integers >= 1",
         ),
-        "layout": (meta.layout in ("paper", "extended"), "paper, extended"),
+        "layout": (meta.layout in ("paper", "extended", "set"), "paper, extended, set"),
         "spec": (isinstance(meta.spec, dict), "a dict of ArchSpec fields"),
     }
     for name, (ok, allowed) in checks.items():

@@ -10,6 +10,15 @@ Architectures (``ARCHS``, keyed by scheduler name):
 - ``eat_wide``: ablation, 4-head attention of width 32 per row, then the chain.
 
 All use twin plain MLP critics 256-256 with Mish.
+
+Size-agnostic variants (ours, ``train.layout=set``; ``eatbench.schedulers.rl.set_networks``),
+each with twin DeepSets token critics (MLP 128-128), ReLU throughout:
+
+- ``eat_set``: one block of 2-head attention over 32-wide tokens, 10-step DDPM chain to a
+  64-d latent (noise net 128 wide);
+- ``dsac_set``: the same chain on a DeepSets trunk (no attention);
+- ``sac_set``: DeepSets trunk, MLP 128-128;
+- ``eat_nodiff_set``: the attention trunk, MLP 128-128 (no diffusion).
 """
 
 from __future__ import annotations
@@ -26,6 +35,16 @@ ARCHS: dict[str, ArchSpec] = {
     "eat_nodiff": ArchSpec(attention=FEATURES, heads=1, pi=[256, 256]),
     "eat_wide": ArchSpec(attention=32, heads=4, diffusion=True),
 }
+_SET = dict(tokens=True, embed=32, heads=2, layers=1, latent_dim=64, hidden=128, qf=[128, 128], activation="relu")
+ARCHS.update(
+    {
+        "eat_set": ArchSpec(attention=32, diffusion=True, **_SET),
+        "dsac_set": ArchSpec(attention=None, diffusion=True, **_SET),
+        "sac_set": ArchSpec(attention=None, pi=[128, 128], **_SET),
+        "eat_nodiff_set": ArchSpec(attention=32, pi=[128, 128], **_SET),
+    }
+)
+SET_ARCHS = tuple(name for name, spec in ARCHS.items() if spec.tokens)
 
 # The release's values. SB3 >= 2.7 supports n-step returns for off-policy algorithms
 # (``n_steps`` -> NStepReplayBuffer); alpha is a fixed entropy coefficient.
@@ -63,6 +82,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "buffer_size": 100_000,
         "learning_starts": 500,
         "train_freq": 2,
+    },
+    # set: the size-agnostic token networks with train.n_envs envs side by side; one
+    # gradient step per vector step (update-to-data ratio 1/n_envs). Measured: see README
+    # ("Training speed") and benchmarks/bench_speed.py's training group.
+    "set": {
+        **PAPER,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "tau": 0.01,
+        "batch_size": 128,
+        "buffer_size": 200_000,
+        "learning_starts": 2000,
+        "train_freq": 1,
     },
 }
 

@@ -1,5 +1,12 @@
 """Learned schedulers: a trained actor decides through the env's own encoding.
 
+Two families: the paper's fixed layout (``eat``, ``dsac``, ``sac``, ablations; one
+checkpoint per cluster size) and the size-agnostic token networks (``eat_set``,
+``dsac_set``, ``sac_set``, ``eat_nodiff_set``: ours, one checkpoint for every cluster;
+``eatbench.tokens``). ``scheduler=eat`` with ``checkpoint: auto`` on a cluster without a
+shipped fixed-layout checkpoint runs the size-agnostic ``eat_set`` checkpoint, and its
+summary's ``scheduler_provenance`` says so.
+
 ``decide`` = ``ObservationEncoder.encode`` -> deterministic actor forward (``FusedPolicy``,
 traced and frozen; fixed diffusion noise) -> ``ActionDecoder.decode``; the runner evaluates these exactly as
 it evaluates the heuristics. torch is imported only when a checkpoint is loaded.
@@ -7,6 +14,7 @@ it evaluates the heuristics. torch is imported only when a checkpoint is loaded.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
@@ -16,7 +24,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from eatbench.config import ExperimentConfig
-    from eatbench.engine import Decision, Engine
+    from eatbench.engine import Decision
+    from eatbench.view import EngineView
 
 
 class LearnedScheduler(Scheduler):
@@ -29,6 +38,7 @@ class LearnedScheduler(Scheduler):
     """
 
     arch: str = "eat"
+    tokens: bool = False  # a size-agnostic (set layout) architecture
 
     def __init__(self, steps: int = 20) -> None:
         super().__init__(steps)
@@ -44,12 +54,18 @@ class LearnedScheduler(Scheduler):
     def checkpoint_file(cls, cfg: ExperimentConfig) -> str | None:
         path = cfg.scheduler.checkpoint
         arch = getattr(cls, "arch", None)
-        return str(shipped_path(arch, cfg.cluster.name)) if path == "auto" and arch else path
+        if path != "auto" or not arch:
+            return path
+        if cls.tokens:
+            return str(shipped_path(arch, "any"))
+        fixed = shipped_path(arch, cfg.cluster.name)
+        fallback = shipped_path(f"{arch}_set", "any")
+        return str(fallback if not fixed.is_file() and fallback.is_file() else fixed)
 
     def load_checkpoint(self, path: str, cfg: ExperimentConfig) -> None:
         """Load ``path`` (or resolve ``auto``) and check it fits ``cfg``."""
         if path == "auto":
-            shipped = shipped_path(self.arch, cfg.cluster.name)
+            shipped = Path(self.checkpoint_file(cfg) or "")
             if not shipped.is_file():
                 have = sorted(p.stem for p in shipped.parent.glob(f"{self.arch}-*.pt"))
                 raise CheckpointError(
@@ -65,8 +81,11 @@ class LearnedScheduler(Scheduler):
     def load_state(self, meta: PolicyMeta, state: dict, cfg: ExperimentConfig, source: str = "<memory>") -> None:
         from eatbench.env import FEATURES, EdgeAIGCEnv
 
-        if meta.arch != self.arch:
+        if meta.arch not in (self.arch, f"{self.arch}_set"):
             raise CheckpointError(f"checkpoint {source!r} holds a {meta.arch!r} policy, not {self.arch!r}")
+        if meta.layout == "set":
+            self._load_set(meta, state, cfg, source)
+            return
         env = EdgeAIGCEnv(cfg, layout=meta.layout, time_scale=meta.time_scale)
         n = env.encoder.n_servers
         problems = []
@@ -93,6 +112,40 @@ class LearnedScheduler(Scheduler):
         self.policy = compile_for_cpu(FusedPolicy(net), meta.obs_size)
         self.path = source
 
+    def _load_set(self, meta: PolicyMeta, state: dict, cfg: ExperimentConfig, source: str) -> None:
+        """A size-agnostic policy: tokens for this cluster (no padding), any server count."""
+
+        from eatbench.cluster import Cluster
+        from eatbench.env import server_speeds
+        from eatbench.schedulers.rl.networks import ArchSpec, compile_for_cpu
+        from eatbench.schedulers.rl.set_networks import SetPolicyNet
+        from eatbench.tokens import TOKEN, TokenActionDecoder, TokenEncoder
+        from eatbench.workload import k_options
+
+        e = cfg.engine
+        if e.window != meta.window:
+            raise CheckpointError(
+                f"checkpoint {source!r} does not fit this experiment: window {meta.window} != engine.window {e.window}"
+            )
+        net = SetPolicyNet(meta.window, ArchSpec(**meta.spec))
+        state = {k: v for k, v in state.items() if not k.startswith("log_std")}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint {source!r}: weights do not match its architecture ({err})") from err
+        cluster = Cluster.from_config(cfg.cluster)
+        self.speeds = server_speeds(cluster)
+        self.meta, self._cfg, self.path = meta, cfg, source
+        self.encoder = TokenEncoder(meta.window, None, meta.time_scale)
+        self.decoder = TokenActionDecoder(meta.window, k_options(cfg, len(cluster)), e.min_steps, e.max_steps)
+        # the token count is fixed for one cluster, so the network is traced for its shape
+        self.policy = compile_for_cpu(net, self.encoder.n_tokens(len(cluster)) * TOKEN)
+
+    def provenance(self) -> dict[str, object]:
+        if self.meta is None or self.meta.layout != "set":
+            return {}
+        return {"policy_arch": self.meta.arch, "policy_layout": self.meta.layout}
+
     # -- deciding ---------------------------------------------------------------------
     def reset(self, seed: int, k_options: list[int]) -> None:
         super().reset(seed, k_options)
@@ -111,12 +164,15 @@ class LearnedScheduler(Scheduler):
         with torch.inference_mode():
             return self.policy(torch.from_numpy(obs).unsqueeze(0))[0].numpy()
 
-    def decide(self, engine: Engine) -> Decision | None:
-        return self.decoder.decode(engine, self.act(self.encoder.encode(engine)))
+    def decide(self, view: EngineView) -> Decision | None:
+        if self.meta is not None and self.meta.layout == "set":
+            return self.decoder.decode(view, self.act(self.encoder.encode(view, self.speeds)))
+        return self.decoder.decode(view, self.act(self.encoder.encode(view)))
 
 
-def _register(name: str, doc: str) -> type[LearnedScheduler]:
-    cls = type(f"{name.title().replace('_', '')}Scheduler", (LearnedScheduler,), {"arch": name, "__doc__": doc})
+def _register(name: str, doc: str, tokens: bool = False) -> type[LearnedScheduler]:
+    attrs = {"arch": name, "tokens": tokens, "__doc__": doc}
+    cls = type(f"{name.title().replace('_', '')}Scheduler", (LearnedScheduler,), attrs)
     return SCHEDULERS.register(name)(cls)
 
 
@@ -125,3 +181,9 @@ DsacScheduler = _register("dsac", "DSAC: diffusion actor without attention, trai
 SacScheduler = _register("sac", "Plain SAC: MLP actor.")
 EatNodiffScheduler = _register("eat_nodiff", "EAT ablation: attention + MLP actor, no diffusion.")
 EatWideScheduler = _register("eat_wide", "EAT ablation: 4-head width-32 attention + diffusion.")
+EatSetScheduler = _register(
+    "eat_set", "EAT, size-agnostic (ours): attention over task/server tokens + diffusion.", True
+)
+DsacSetScheduler = _register("dsac_set", "DSAC, size-agnostic (ours): DeepSets tokens + diffusion.", True)
+SacSetScheduler = _register("sac_set", "SAC, size-agnostic (ours): DeepSets tokens + MLP.", True)
+EatNodiffSetScheduler = _register("eat_nodiff_set", "EAT ablation, size-agnostic (ours): attention + MLP.", True)

@@ -80,12 +80,33 @@ def run_name(cfg: ExperimentConfig) -> str:
 
 
 def make_env(cfg: ExperimentConfig, train: bool = True):
-    """The training env (rate range if configured) or the evaluation env (configured rate)."""
+    """The training env (rate range or scenario distribution if configured) or the
+    evaluation env (the configured rate; for ``scenarios: mixed``, fixed scenario draws)."""
     from eatbench.env import EdgeAIGCEnv
 
     t = cfg.train
+    if t.layout == "set":
+        from eatbench.schedulers.rl.scenarios import ScenarioSampler
+
+        sampler = ScenarioSampler(cfg) if t.scenarios == "mixed" else None
+        max_servers = sampler.space.max_servers if sampler is not None else None
+        return EdgeAIGCEnv(
+            cfg,
+            layout="set",
+            time_scale=t.time_scale,
+            scenarios=sampler,
+            max_servers=max_servers,
+            unfinished_penalty=t.unfinished_penalty if train else 0.0,
+        )
     rng = (t.rate_low, t.rate_high) if train and t.rate_low is not None and t.rate_high is not None else None
     return EdgeAIGCEnv(cfg, layout=t.layout, time_scale=t.time_scale, rate_range=rng)
+
+
+def make_vec_env(cfg: ExperimentConfig):
+    """``train.n_envs`` training envs side by side (SB3 ``DummyVecEnv``, one process)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    return DummyVecEnv([lambda: make_env(cfg, train=True) for _ in range(cfg.train.n_envs)])
 
 
 def evaluate(model: Any, env: Any, episodes: int) -> dict[str, float]:
@@ -109,7 +130,44 @@ def evaluate(model: Any, env: Any, episodes: int) -> dict[str, float]:
     }
 
 
+def build_model(cfg: ExperimentConfig) -> Any:
+    """A new SB3 SAC model for ``cfg.scheduler.name``'s architecture on ``train.n_envs``
+    training envs (the paper's fixed layout or the size-agnostic token networks)."""
+    from stable_baselines3 import SAC
+
+    from eatbench.schedulers.rl.policies import (
+        ActorOnlyExtractorPolicy,
+        SetSACPolicy,
+        policy_kwargs,
+        set_policy_kwargs,
+    )
+
+    spec = arch_for(cfg.scheduler.name)
+    kw = sac_kwargs(cfg.train.preset, dict(cfg.train.params))
+    wd = kw.pop("weight_decay")
+    if spec.tokens:
+        policy_cls, pkw = SetSACPolicy, set_policy_kwargs(spec, cfg.engine.window, wd)
+    else:
+        policy_cls, pkw = ActorOnlyExtractorPolicy, policy_kwargs(spec, wd)
+    return SAC(policy_cls, make_vec_env(cfg), policy_kwargs=pkw, seed=cfg.seed, device="cpu", verbose=0, **kw)
+
+
 def _policy_meta(cfg: ExperimentConfig, env: Any) -> PolicyMeta:
+    if cfg.train.layout == "set":  # size-agnostic: no server count, sizes per token
+        from eatbench.tokens import TOKEN
+
+        return PolicyMeta(
+            arch=cfg.scheduler.name,
+            spec=arch_for(cfg.scheduler.name).to_dict(),
+            layout="set",
+            cluster="any",
+            n_servers=0,
+            window=env.encoder.window,
+            time_scale=env.encoder.time_scale,
+            k_options=list(env.decoder.k_options),
+            obs_size=TOKEN,
+            action_size=int(env.action_space.shape[0]),
+        )
     return PolicyMeta(
         arch=cfg.scheduler.name,
         spec=arch_for(cfg.scheduler.name).to_dict(),
@@ -276,20 +334,23 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
     ``ConfigError`` for bad settings or an inconsistent checkpoint, before training starts.
     """
     import torch
-    from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
     from eatbench.provenance import provenance
-    from eatbench.schedulers.rl.policies import ActorOnlyExtractorPolicy, policy_kwargs
 
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
     try:
         spec = arch_for(cfg.scheduler.name)
-        kw = sac_kwargs(t.preset, dict(t.params))
+        sac_kwargs(t.preset, dict(t.params))  # checks the preset and its overrides
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    if spec.tokens != (t.layout == "set"):
+        raise ConfigError(
+            f"train.layout={t.layout!r} is invalid for scheduler {cfg.scheduler.name!r}; allowed: "
+            + ("set (a size-agnostic token network)" if spec.tokens else "paper or extended (a fixed-size network)")
+        )
     run_dir = Path(t.out_dir) / run_name(cfg)
     ckpt_root = run_dir / CHECKPOINT_DIR
     found = find_step_checkpoint(ckpt_root) if t.resume else None
@@ -333,16 +394,7 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
                 f"the manifest at {manifest['step']}; allowed: a complete checkpoint. Delete that folder to start over"
             )
     else:
-        wd = kw.pop("weight_decay")
-        model = SAC(
-            ActorOnlyExtractorPolicy,
-            make_env(cfg, train=True),
-            policy_kwargs=policy_kwargs(spec, wd),
-            seed=cfg.seed,
-            device="cpu",
-            verbose=0,
-            **kw,
-        )
+        model = build_model(cfg)
         curve, wall0 = [], 0.0
         due = {"index": 0}
     resumed = found is not None
