@@ -112,9 +112,9 @@ CASES = [
     ),
     (
         "checkpoint-auto",
-        ["run", "scheduler=eat", "cluster=hetero8"],
+        ["run", "scheduler=eat_wide", "cluster=hetero8"],
         None,
-        r"checkpoint=auto is invalid for cluster 'hetero8'.*allowed: a cluster with one \(eat-paper4, eat-paper8\)",
+        r"checkpoint=auto is invalid for cluster 'hetero8'.*no shipped eat_wide checkpoint",
     ),
     (
         "checkpoint-heuristic",

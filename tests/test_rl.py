@@ -139,10 +139,10 @@ def test_corrupt_and_mismatched_checkpoints_fail_clearly(tiny_policy, tmp_path):
     wrong_layout = dataclasses.replace(meta, layout="extended")
     with pytest.raises(CheckpointError, match="observation/action sizes"):
         SCHEDULERS.create("eat").load_state(wrong_layout, state, cfg)
-    with pytest.raises(ConfigError, match="no shipped eat checkpoint for cluster 'tiny2'"):
-        run_experiment(
-            dataclasses.replace(cfg, scheduler=dataclasses.replace(cfg.scheduler, checkpoint="auto")), write=False
-        )
+    # eat_wide has no size-agnostic fallback (eat, dsac, sac and eat_nodiff fall back to *_set)
+    wide = dataclasses.replace(cfg, scheduler=dataclasses.replace(cfg.scheduler, name="eat_wide", checkpoint="auto"))
+    with pytest.raises(ConfigError, match="no shipped eat_wide checkpoint for cluster 'tiny2'"):
+        run_experiment(wide, write=False)
 
 
 def test_extended_layout_policy_runs_and_checks_k_options(tmp_path):
