@@ -5,7 +5,10 @@
    mean response. Shows which step count the paper reward prefers over a whole episode.
 2. ``policy``: what a trained ``*_set`` checkpoint does on the same episodes: share of
    waits, the steps it launches with, its reward and response.
-3. ``imitation``: can the ``eat_set`` network express EarliestFinish's policy at all?
+3. ``placement``: the oldest task at 20 steps on the paper's placement rule vs on the
+   earliest-finish gang (the rule the ``*_set`` decoder uses): what the gang rule alone is
+   worth, against what choosing the task is worth (EarliestFinish@20 above).
+4. ``imitation``: can the ``eat_set`` network express EarliestFinish's policy at all?
    Its actor is fitted by supervised learning (no RL) to EarliestFinish's decisions at 20
    steps on scenario episodes, then run as a scheduler on the same evaluation episodes.
 
@@ -69,6 +72,24 @@ def _heuristic(cfg, name: str, steps: int):
         return sched.decide(env.engine.view)
 
     decide.sched = {}
+    return decide
+
+
+def _oldest_first(rule: str):
+    from eatbench.engine import Decision
+    from eatbench.placement import earliest_finish_gang
+
+    def decide(env):
+        view = env.engine.view
+        task = view.visible()[0]
+        k = task.k or 1
+        gang = (
+            earliest_finish_gang(view, task, k, 20)
+            if rule == "earliest_finish"
+            else view.default_servers(k, task.model)
+        )
+        return None if gang is None else Decision(task.id, 20, gang)
+
     return decide
 
 
@@ -158,6 +179,7 @@ def main() -> None:
     for steps in (10, 20, 26, 32):
         out["steps"][f"earliest_finish@{steps}"] = _episodes(env, _heuristic(cfg, "earliest_finish", steps))
     out["steps"]["fifo@20"] = _episodes(env, _heuristic(cfg, "fifo", 20))
+    out["placement"] = {rule: _episodes(env, _oldest_first(rule)) for rule in ("paper", "earliest_finish")}
     for path in args.checkpoint:
         out["policy"][path] = _episodes(env, _policy_decider(_learned(path)))
     net, fit = _imitate(cfg, make_env(cfg, train=True), args.samples, args.updates)
