@@ -97,3 +97,27 @@ def test_report_command_rebuilds_from_files(results, tmp_path, monkeypatch, caps
     main(["report", f"output.root={results}", f"hydra.run.dir={tmp_path}/h"])
     assert f"report -> {results.parent}/REPORT.md" in capsys.readouterr().out
     assert (results.parent / "figures" / "f1_paper_rates.png").is_file()
+
+
+def test_a_rerun_with_another_checkpoint_supersedes_the_older_folder(tmp_path):
+    """Two folders of one scheduler and point (e.g. an older checkpoint's digest): the
+    newest run of each seed counts, never both."""
+    import json
+    import os
+
+    from eatbench.report.aggregate import load_runs
+
+    for digest, value, mtime in (("aaaa", 10.0, 1_000), ("bbbb", 20.0, 2_000)):
+        folder = tmp_path / "exp" / "eat" / f"p-{digest}" / "seed=0"
+        folder.mkdir(parents=True)
+        payload = {
+            "experiment": "exp",
+            "scheduler": "eat",
+            "point": "p",
+            "seed": 0,
+            "summary": {"response_mean": value},
+        }
+        (folder / "summary.json").write_text(json.dumps(payload))
+        os.utime(folder / "summary.json", (mtime, mtime))
+    runs = load_runs(tmp_path)
+    assert len(runs) == 1 and runs.iloc[0]["response_mean"] == 20.0
