@@ -121,3 +121,23 @@ def test_a_rerun_with_another_checkpoint_supersedes_the_older_folder(tmp_path):
         os.utime(folder / "summary.json", (mtime, mtime))
     runs = load_runs(tmp_path)
     assert len(runs) == 1 and runs.iloc[0]["response_mean"] == 20.0
+
+
+def test_runs_of_different_checkpoint_files_all_count(tmp_path):
+    import json
+
+    from eatbench.report.aggregate import load_runs
+
+    for digest, ckpt in (("aaaa", "seeds/eat_set-any-seed0.pt"), ("bbbb", "seeds/eat_set-any-seed1.pt")):
+        folder = tmp_path / "exp" / "eat_set" / f"p-{digest}" / "seed=0"
+        folder.mkdir(parents=True)
+        payload = {
+            "experiment": "exp",
+            "scheduler": "eat_set",
+            "point": "p",
+            "seed": 0,
+            "config": {"scheduler": {"checkpoint": ckpt}},
+            "summary": {"response_mean": 1.0},
+        }
+        (folder / "summary.json").write_text(json.dumps(payload))
+    assert len(load_runs(tmp_path)) == 2

@@ -48,7 +48,8 @@ def summary_files(root: str | Path) -> list[Path]:
 def load_runs(root: str | Path, experiments: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per finished run: ids, settings, every summary metric, and ``path``. When a
     point of a scheduler has runs in two folders (rerun with other scheduler parameters or a
-    retrained checkpoint), the newest ``summary.json`` of each seed counts.
+    retrained checkpoint at the same path), the newest ``summary.json`` of each seed counts;
+    runs of different checkpoint files (the training seeds of T2) all count.
 
     :param root: results root.
     :param experiments: keep only these experiment (folder) names.
@@ -78,6 +79,7 @@ def load_runs(root: str | Path, experiments: Iterable[str] | None = None) -> pd.
         for key, value in payload["summary"].items():
             row[key] = math.nan if value is None else value
         row["path"] = str(path.parent)
+        row["_checkpoint"] = str((cfg.get("scheduler") or {}).get("checkpoint") or "")
         row["_written"] = path.stat().st_mtime
         rows.append(row)
     columns = [*ID_COLUMNS, *SETTING_COLUMNS]
@@ -86,8 +88,8 @@ def load_runs(root: str | Path, experiments: Iterable[str] | None = None) -> pd.
         return pd.DataFrame(columns=[*columns, "path"])
     # a point rerun with other scheduler parameters or another checkpoint (a new folder beside
     # the old one) supersedes the older run of the same seed: only the newest counts
-    df = df.sort_values("_written").drop_duplicates(["experiment", "scheduler", "point", "seed"], keep="last")
-    df = df.drop(columns="_written")
+    key = ["experiment", "scheduler", "point", "seed", "_checkpoint"]  # named checkpoints stay apart (T2)
+    df = df.sort_values("_written").drop_duplicates(key, keep="last").drop(columns=["_written", "_checkpoint"])
     return df.sort_values(["experiment", "scheduler", "n_servers", "rate", "seed"]).reset_index(drop=True)
 
 

@@ -326,12 +326,17 @@ def _learned_provenance_note(runs: pd.DataFrame) -> list[str]:
             parts.append(f"{label(sched)} ({', '.join(revs)})")
     if not parts:
         return ours
+    if dirty:
+        return ours + [
+            "> **Learned schedulers (paper layout): one training seed each; some trained from uncommitted "
+            "working trees.** Checkpoints: " + "; ".join(parts) + f". From uncommitted trees: {', '.join(dirty)}. "
+            "Their numbers are shown for continuity, not as a verdict on the learned schedulers.",
+            "",
+        ]
     return ours + [
-        "> **Learned schedulers: one training seed each, trained before this revision's fixes.** Checkpoints: "
-        + "; ".join(parts)
-        + (f". Trained from uncommitted working trees: {', '.join(dirty)}" if dirty else "")
-        + ". Their numbers are shown for continuity, not as a verdict on the learned schedulers; retraining "
-        "from committed code over 5 training seeds is open work.",
+        "> **Learned schedulers (paper layout): one training seed each** (the 5-seed study is the size-agnostic "
+        "agents', T2), every checkpoint trained from a committed revision: " + "; ".join(parts) + ". Budgets and "
+        "commands are in each checkpoint's `.json` sidecar.",
         "",
     ]
 
