@@ -149,7 +149,14 @@ def build_model(cfg: ExperimentConfig) -> Any:
         policy_cls, pkw = SetSACPolicy, set_policy_kwargs(spec, cfg.engine.window, wd)
     else:
         policy_cls, pkw = ActorOnlyExtractorPolicy, policy_kwargs(spec, wd)
-    return SAC(policy_cls, make_vec_env(cfg), policy_kwargs=pkw, seed=cfg.seed, device="cpu", verbose=0, **kw)
+    return SAC(policy_cls, make_vec_env(cfg), policy_kwargs=pkw, seed=cfg.seed, device=train_device(), verbose=0, **kw)
+
+
+def train_device() -> str:
+    """``cuda`` when a GPU is present, else ``cpu`` (exported policies are always CPU tensors)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _policy_meta(cfg: ExperimentConfig, env: Any) -> PolicyMeta:
@@ -318,7 +325,7 @@ def _load_checkpoint(folder: Path) -> Any:
 
     with warnings.catch_warnings():  # SB3 warns that the saved NStepReplayBuffer class overrides n_steps
         warnings.simplefilter("ignore", UserWarning)
-        model = SAC.load(folder / "model.zip", env=None, device="cpu")  # keeps its last observation
+        model = SAC.load(folder / "model.zip", env=None, device=train_device())  # keeps its last observation
     with (folder / "env.pkl").open("rb") as f:
         model.set_env(pickle.load(f), force_reset=False)  # the training env mid-episode
     model.load_replay_buffer(folder / "replay.pkl")
