@@ -106,7 +106,7 @@ def _learned(checkpoint: str):
 
 def _policy_decider(net):
     def decide(env):
-        obs = env.encoder.encode(env.engine.view, env.speeds)
+        obs = env.encoder.encode(env.engine.view)
         with torch.inference_mode():
             action = net(torch.from_numpy(obs).unsqueeze(0))[0].numpy()
         return env.decoder.decode(env.engine.view, action)
@@ -143,7 +143,7 @@ def _imitate(cfg, env, samples: int, updates: int) -> tuple[torch.nn.Module, dic
                 for i, t in enumerate(visible):
                     target[3 + i] = 0.95 if t.id == d.task_id else -0.95
                     mask[3 + i] = 1
-            obs.append(env.encoder.encode(engine.view, env.speeds))
+            obs.append(env.encoder.encode(engine.view))
             targets.append(target)
             masks.append(mask)
             engine.apply(d)

@@ -169,7 +169,6 @@ class EdgeAIGCEnv(gym.Env):
         self.scenarios = scenarios
         self.unfinished_penalty = unfinished_penalty
         cluster = Cluster.from_config(self.config.cluster)
-        self.speeds = server_speeds(cluster)
         e = self.config.engine
         if layout == "set":
             from eatbench.tokens import TokenActionDecoder, TokenEncoder
@@ -184,7 +183,8 @@ class EdgeAIGCEnv(gym.Env):
         else:
             if scenarios is not None:
                 raise ValueError(f"layout={layout!r} takes no scenarios (its size is fixed); allowed: layout=set")
-            self.encoder = ObservationEncoder(e.window, len(cluster), time_scale, list(self.speeds))
+            speeds = [absolute_speed(cluster, s.gpu_kind) for s in cluster.servers]
+            self.encoder = ObservationEncoder(e.window, len(cluster), time_scale, speeds)
             self.decoder = ActionDecoder(
                 e.window, layout, k_options(self.config, len(cluster)), e.min_steps, e.max_steps
             )
@@ -207,15 +207,13 @@ class EdgeAIGCEnv(gym.Env):
         from eatbench.runner import build_engine
 
         self.engine = build_engine(cfg)
-        if self.scenarios is not None:
-            self.speeds = server_speeds(self.engine.cluster)
         self._steps = 0
         self.engine.next_decision()
         return self._observe(), self._info()
 
     def _observe(self) -> np.ndarray:
         if self.layout == "set":
-            return self.encoder.encode(self.engine.view, self.speeds)
+            return self.encoder.encode(self.engine.view)
         return self.encoder.encode(self.engine.view)
 
     def step(self, action):
@@ -234,8 +232,3 @@ class EdgeAIGCEnv(gym.Env):
     def _info(self) -> dict:
         e = self.engine
         return {"time": e.now, "queued": e.view.queue_length, "launches": e.n_launches} if e else {}
-
-
-def server_speeds(cluster: Cluster) -> np.ndarray:
-    """Each server's GPU speed relative to the base kind (``EngineView.speed``'s rule), float32."""
-    return np.asarray([absolute_speed(cluster, s.gpu_kind) for s in cluster.servers], dtype=np.float32)

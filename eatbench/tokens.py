@@ -67,13 +67,14 @@ class TokenEncoder:
             raise ValueError("an unpadded token encoder has no fixed observation space")
         return gym.spaces.Box(0.0, OBS_CLIP, shape=(self.n_tokens(self.max_servers) * TOKEN,), dtype=np.float32)
 
-    def encode(self, view: EngineView, speeds: np.ndarray) -> np.ndarray:
-        """Tokens of the engine's state; ``speeds``: each server's GPU speed (relative throughput)."""
+    def encode(self, view: EngineView) -> np.ndarray:
+        """Tokens of the engine's state (GPU speeds from ``view.speed``)."""
         n = view.n_servers
         if self.max_servers is not None and n > self.max_servers:
             raise ValueError(f"cluster has {n} servers; this encoder pads to max_servers={self.max_servers}")
         tok = np.zeros((self.n_tokens(n), TOKEN), dtype=np.float32)
         now, ts = view.now, self.time_scale
+        speeds = [view.speed(s) for s in range(n)]
         fastest = [view.gpu_kind(int(np.argmax(speeds)))]
         profile = view.profile
         for i, task in enumerate(view.visible()):
@@ -98,11 +99,6 @@ class TokenEncoder:
         tok[-1] = (0, 0, 1, 1, queued, running, view.n_reserved / n, math.log2(n) / 6, 0)
         np.clip(tok, 0.0, OBS_CLIP, out=tok)
         return tok.reshape(-1)
-
-
-def split_tokens(window: int, n_tokens: int) -> tuple[slice, slice, int]:
-    """(task slots, server slots, global index) of a token sequence."""
-    return slice(0, window), slice(window, n_tokens - 1), n_tokens - 1
 
 
 class TokenActionDecoder:

@@ -99,45 +99,40 @@ def test_report_command_rebuilds_from_files(results, tmp_path, monkeypatch, caps
     assert (results.parent / "figures" / "f1_paper_rates.png").is_file()
 
 
-def test_a_rerun_with_another_checkpoint_supersedes_the_older_folder(tmp_path):
-    """Two folders of one scheduler and point (e.g. an older checkpoint's digest): the
-    newest run of each seed counts, never both."""
+def _write_summary(root, folder: str, checkpoint: str = "", response: float = 1.0, mtime: float | None = None):
+    """One finished run of scheduler ``eat_set`` at point ``p``, seed 0, in ``folder``."""
     import json
     import os
 
+    path = root / "exp" / "eat_set" / folder / "seed=0"
+    path.mkdir(parents=True)
+    payload = {
+        "experiment": "exp",
+        "scheduler": "eat_set",
+        "point": "p",
+        "seed": 0,
+        "config": {"scheduler": {"checkpoint": checkpoint}},
+        "summary": {"response_mean": response},
+    }
+    (path / "summary.json").write_text(json.dumps(payload))
+    if mtime is not None:
+        os.utime(path / "summary.json", (mtime, mtime))
+
+
+def test_a_rerun_with_another_checkpoint_supersedes_the_older_folder(tmp_path):
+    """Two folders of one scheduler and point (e.g. an older checkpoint's digest): the
+    newest run of each seed counts, never both."""
     from eatbench.report.aggregate import load_runs
 
-    for digest, value, mtime in (("aaaa", 10.0, 1_000), ("bbbb", 20.0, 2_000)):
-        folder = tmp_path / "exp" / "eat" / f"p-{digest}" / "seed=0"
-        folder.mkdir(parents=True)
-        payload = {
-            "experiment": "exp",
-            "scheduler": "eat",
-            "point": "p",
-            "seed": 0,
-            "summary": {"response_mean": value},
-        }
-        (folder / "summary.json").write_text(json.dumps(payload))
-        os.utime(folder / "summary.json", (mtime, mtime))
+    _write_summary(tmp_path, "p-aaaa", response=10.0, mtime=1_000)
+    _write_summary(tmp_path, "p-bbbb", response=20.0, mtime=2_000)
     runs = load_runs(tmp_path)
     assert len(runs) == 1 and runs.iloc[0]["response_mean"] == 20.0
 
 
 def test_runs_of_different_checkpoint_files_all_count(tmp_path):
-    import json
-
     from eatbench.report.aggregate import load_runs
 
-    for digest, ckpt in (("aaaa", "seeds/eat_set-any-seed0.pt"), ("bbbb", "seeds/eat_set-any-seed1.pt")):
-        folder = tmp_path / "exp" / "eat_set" / f"p-{digest}" / "seed=0"
-        folder.mkdir(parents=True)
-        payload = {
-            "experiment": "exp",
-            "scheduler": "eat_set",
-            "point": "p",
-            "seed": 0,
-            "config": {"scheduler": {"checkpoint": ckpt}},
-            "summary": {"response_mean": 1.0},
-        }
-        (folder / "summary.json").write_text(json.dumps(payload))
+    _write_summary(tmp_path, "p-aaaa", "seeds/eat_set-any-seed0.pt")
+    _write_summary(tmp_path, "p-bbbb", "seeds/eat_set-any-seed1.pt")
     assert len(load_runs(tmp_path)) == 2

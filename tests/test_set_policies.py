@@ -14,7 +14,7 @@ pytest.importorskip("stable_baselines3")
 
 from eatbench.compose import compose_experiment  # noqa: E402
 from eatbench.config import ConfigError, validate  # noqa: E402
-from eatbench.env import EdgeAIGCEnv, server_speeds  # noqa: E402
+from eatbench.env import EdgeAIGCEnv  # noqa: E402
 from eatbench.runner import build_engine, run_experiment  # noqa: E402
 from eatbench.schedulers.rl.presets import ARCHS, SET_ARCHS  # noqa: E402
 from eatbench.schedulers.rl.scenarios import ScenarioSampler, mean_task_seconds  # noqa: E402
@@ -46,7 +46,7 @@ def _tokens(cfg, max_servers=None, decisions: int = 3) -> np.ndarray:
             break
         engine.apply(sched.decide(engine.view))
     engine.next_decision()
-    return TokenEncoder(cfg.engine.window, max_servers, 100.0).encode(engine.view, server_speeds(engine.cluster))
+    return TokenEncoder(cfg.engine.window, max_servers, 100.0).encode(engine.view)
 
 
 @pytest.mark.parametrize("arch", SET_ARCHS)
@@ -108,6 +108,42 @@ def test_unfinished_penalty_is_charged_at_the_episode_end():
         _, last, term, trunc, _ = env.step(wait)
         done = term or trunc
     assert last == pytest.approx(-3.0 * 6)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.scenarios=some", r"train.scenarios='some' is invalid; allowed: none, mixed"),
+        ("train.n_envs=0", r"train.n_envs=0 is invalid; allowed: an integer in \[1, 256\]"),
+        (
+            "train.unfinished_penalty=-1",
+            r"train.unfinished_penalty=-1.0 is invalid; allowed: a reward >= 0 per unfinished task",
+        ),
+        ("train.layout=tokens", r"train.layout='tokens' is invalid; allowed: paper, extended, set"),
+    ],
+)
+def test_bad_training_settings_of_the_set_layout_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(_cfg("scheduler=eat_set", override))
+
+
+def test_a_fixed_layout_checkpoint_may_not_claim_any_cluster_size(tmp_path):
+    from eatbench.schedulers.rl.checkpoint import CheckpointError, PolicyMeta, load_policy, save_policy
+
+    meta = PolicyMeta("eat", {}, "paper", "any", 0, 10, 100.0, [1], 36, 12)
+    path = save_policy(tmp_path / "p.pt", meta, {"w": torch.zeros(1)})
+    with pytest.raises(
+        CheckpointError, match=r"n_servers=0 is invalid; allowed: an integer >= 1 \(0: any, for layout set\)"
+    ):
+        load_policy(path)
+
+
+def test_the_campaign_refuses_an_unknown_scheduler(capsys):
+    from eatbench.schedulers.rl.campaign import main
+
+    with pytest.raises(SystemExit):
+        main(["--archs", "eat_set,greedy"])
+    assert "--archs=greedy is invalid; allowed: eat_set, dsac_set, sac_set, eat_nodiff_set" in capsys.readouterr().err
 
 
 def test_set_layout_needs_a_set_architecture():

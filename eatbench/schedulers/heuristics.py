@@ -149,13 +149,9 @@ class EarliestFinishScheduler(Scheduler):
                 key = (k, task.model)
                 groups = candidates.get(key)
                 if groups is None:
-                    groups = candidates[key] = self._groups(view, k, task.model)
+                    groups = candidates[key] = candidate_gangs(view, k, task.model)
                 for servers in groups:
                     finish = view.estimate(task, servers, steps).finish
                     if best is None or finish < best[0]:
                         best = (finish, Decision(task.id, steps, servers))
         return None if best is None else best[1]
-
-    @staticmethod
-    def _groups(view: EngineView, k: int, model: str) -> list[tuple[int, ...]]:
-        return candidate_gangs(view, k, model)

@@ -102,8 +102,6 @@ class SetCritic(BaseModel):
         self.share_features_extractor = False
         self.n_critics = 2
         self.q_networks = nn.ModuleList(SetQNet(window, arch) for _ in range(2))
-        for i, q in enumerate(self.q_networks):
-            self.add_module(f"qf{i}", q)
 
     def forward(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, ...]:
         return tuple(q(obs, actions) for q in self.q_networks)

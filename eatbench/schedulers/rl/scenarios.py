@@ -46,7 +46,7 @@ class ScenarioSpace:
     initial_queue: tuple[int, int] = (0, 10)
 
 
-def capacity(cfg: ExperimentConfig, speeds: list[float], task_seconds: float) -> float:
+def capacity(speeds: list[float], task_seconds: float) -> float:
     """Tasks per second the cluster can serve at full load: sum of speeds / task_seconds,
     where ``task_seconds`` is the mean server-seconds of one task on the paper GPU."""
     return sum(speeds) / task_seconds
@@ -88,7 +88,7 @@ class ScenarioSampler:
         }
         cluster = ClusterConfig(name=f"scenario{n}", gpu_kinds=kinds, servers=servers)
         util = float(rng.uniform(*sp.utilisation))
-        rate = util * capacity(self.base, [KINDS[s] for s in servers], self.task_seconds)
+        rate = util * capacity([KINDS[s] for s in servers], self.task_seconds)
         arrival = ARRIVALS[int(rng.integers(len(ARRIVALS)))]
         w = dataclasses.replace(
             self.base.workload,

@@ -116,7 +116,6 @@ class LearnedScheduler(Scheduler):
         """A size-agnostic policy: tokens for this cluster (no padding), any server count."""
 
         from eatbench.cluster import Cluster
-        from eatbench.env import server_speeds
         from eatbench.schedulers.rl.networks import ArchSpec, compile_for_cpu
         from eatbench.schedulers.rl.set_networks import SetPolicyNet
         from eatbench.tokens import TOKEN, TokenActionDecoder, TokenEncoder
@@ -134,7 +133,6 @@ class LearnedScheduler(Scheduler):
         except RuntimeError as err:
             raise CheckpointError(f"checkpoint {source!r}: weights do not match its architecture ({err})") from err
         cluster = Cluster.from_config(cfg.cluster)
-        self.speeds = server_speeds(cluster)
         self.meta, self._cfg, self.path = meta, cfg, source
         self.encoder = TokenEncoder(meta.window, None, meta.time_scale)
         self.decoder = TokenActionDecoder(meta.window, k_options(cfg, len(cluster)), e.min_steps, e.max_steps)
@@ -166,7 +164,7 @@ class LearnedScheduler(Scheduler):
 
     def decide(self, view: EngineView) -> Decision | None:
         if self.meta is not None and self.meta.layout == "set":
-            return self.decoder.decode(view, self.act(self.encoder.encode(view, self.speeds)))
+            return self.decoder.decode(view, self.act(self.encoder.encode(view)))
         return self.decoder.decode(view, self.act(self.encoder.encode(view)))
 
 

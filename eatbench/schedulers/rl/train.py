@@ -88,14 +88,11 @@ def make_env(cfg: ExperimentConfig, train: bool = True):
     if t.layout == "set":
         from eatbench.schedulers.rl.scenarios import ScenarioSampler
 
-        sampler = ScenarioSampler(cfg) if t.scenarios == "mixed" else None
-        max_servers = sampler.space.max_servers if sampler is not None else None
         return EdgeAIGCEnv(
             cfg,
             layout="set",
             time_scale=t.time_scale,
-            scenarios=sampler,
-            max_servers=max_servers,
+            scenarios=ScenarioSampler(cfg) if t.scenarios == "mixed" else None,
             unfinished_penalty=t.unfinished_penalty if train else 0.0,
         )
     rng = (t.rate_low, t.rate_high) if train and t.rate_low is not None and t.rate_high is not None else None
