@@ -89,6 +89,28 @@ def test_eat_decide_latency(benchmark):
     benchmark(fn)
 
 
+@pytest.mark.parametrize("n_servers", [4, 16, 64])
+def test_eat_set_decide_latency(benchmark, n_servers):
+    """The shipped size-agnostic EAT (traced for the cluster's token count) deciding one
+    epoch of a busy episode on ``n_servers`` identical servers."""
+    from eatbench.compose import compose_experiment
+    from eatbench.runner import build_engine, make_scheduler
+    from eatbench.schedulers.heuristics import FifoScheduler
+
+    cfg = compose_experiment(["scheduler=eat_set", "cluster=uniform", f"cluster.size={n_servers}", "workload=poisson"])
+    sched = make_scheduler(cfg)
+    sched.reset(0, [1, 2, 4])
+    engine, fifo = build_engine(cfg), FifoScheduler()
+    fifo.reset(0, [1, 2, 4])
+    for _ in range(n_servers // 2):  # some servers busy and warm
+        engine.next_decision()
+        engine.apply(fifo.decide(engine.view))
+    engine.next_decision()
+    fn = lambda: sched.decide(engine.view)  # noqa: E731
+    benchmark.extra_info.update(percentiles(fn, n=1000), threads=torch.get_num_threads(), n_servers=n_servers)
+    benchmark(fn)
+
+
 def main() -> None:
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}")
     print("| actor | variant | p50 (us) | p99 (us) | mean (us) |\n|---|---|---|---|---|")

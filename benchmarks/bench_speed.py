@@ -175,7 +175,7 @@ def test_training_speed_old_vs_new(benchmark, setting):
     def run():
         model.learn(steps, reset_num_timesteps=False, progress_bar=False)
 
-    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.pedantic(run, rounds=3, iterations=1)  # consecutive stretches of the same training
     benchmark.extra_info.update(
         {"setting": label, "env_steps": steps, "threads": 1, "n_envs": cfg.train.n_envs, "preset": cfg.train.preset}
     )
