@@ -54,9 +54,9 @@ def lint(session: nox.Session) -> None:
 
 def _missing_checkpoint(name: str) -> bool:
     """True if the learned scheduler ``name`` has no usable checkpoint for the paper cluster."""
-    from eatbench.compose import compose_experiment
-    from eatbench.config import ConfigError
-    from eatbench.runner import make_scheduler
+    from eatbench.core.config import ConfigError
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.experiment.runner import make_scheduler
 
     try:
         make_scheduler(compose_experiment([f"scheduler={name}"]))
@@ -70,7 +70,7 @@ def reproduce(session: nox.Session) -> None:
     """Train (missing or ``--retrain``), sweep all figure experiments, write the report + W&B."""
     quick = "--quick" in session.posargs
     retrain = "--retrain" in session.posargs
-    from eatbench.compose import conf_dir
+    from eatbench.experiment.compose import conf_dir
     from eatbench.schedulers.rl.checkpoint import shipped_path
 
     for name in LEARNED:
@@ -86,8 +86,8 @@ def reproduce(session: nox.Session) -> None:
             *EATBENCH, "train", f"scheduler={name}", "cluster=paper4",
             f"train.export={shipped_path(name, 'paper4')}", env=ENV,
         )  # fmt: skip
-    from eatbench.schedulers.rl.campaign import seed_path
-    from eatbench.schedulers.rl.presets import SET_ARCHS
+    from eatbench.training.campaign import seed_path
+    from eatbench.training.presets import SET_ARCHS
 
     missing = [a for a in SET_ARCHS if retrain or not all(seed_path(a, s).is_file() for s in range(5))]
     if missing and quick:
@@ -97,10 +97,10 @@ def reproduce(session: nox.Session) -> None:
             for a in missing:
                 for s in range(5):
                     seed_path(a, s).unlink(missing_ok=True)
-        session.run(PY, "-m", "eatbench.schedulers.rl.campaign", "--seeds", "5", "--archs", ",".join(missing), env=ENV)
+        session.run(PY, "-m", "eatbench.training.campaign", "--seeds", "5", "--archs", ",".join(missing), env=ENV)
     out = QUICK_REPORT_DIR if quick else REPORT_DIR
     extra = [a for a in session.posargs if a not in ("--quick", "--retrain")]  # e.g. +allow_dirty=true
-    sweep = [PY, "-m", "eatbench.sweep", "--all", "--root", f"{out}/results"]
+    sweep = [PY, "-m", "eatbench.experiment.sweep", "--all", "--root", f"{out}/results"]
     session.run(*sweep, *(["--quick"] if quick else ["--seeds", "30"]), env=ENV)
     # T2: every training seed's checkpoint of the size-agnostic agents on the held-out points (resumes)
     session.run(

@@ -16,8 +16,8 @@ import pandas as pd
 def check_grid(runs: pd.DataFrame, x: str, seeds: int | None = None) -> pd.DataFrame:
     """Every scheduler has every ``x`` value with the same seeds (``seeds`` of them when
     given); completion is reported; intervals are sane. Returns the aggregate table."""
+    from eatbench.core.stats import MIN_SEEDS, metric_bounds
     from eatbench.report.aggregate import aggregate
-    from eatbench.stats import MIN_SEEDS, metric_bounds
 
     assert not runs.empty, "the sweep produced no result files"
     xs = set(runs[x])

@@ -20,10 +20,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from eatbench.compose import compose_experiment  # noqa: E402
-from eatbench.env import FEATURES, EdgeAIGCEnv  # noqa: E402
+from eatbench.experiment.compose import compose_experiment  # noqa: E402
+from eatbench.schedulers.rl.encoding import FEATURES  # noqa: E402
 from eatbench.schedulers.rl.networks import FusedPolicy, PolicyNet, compile_for_cpu  # noqa: E402
-from eatbench.schedulers.rl.presets import ARCHS  # noqa: E402
+from eatbench.training.env import EdgeAIGCEnv  # noqa: E402
+from eatbench.training.presets import ARCHS  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -77,7 +78,7 @@ def test_eat_decide_latency(benchmark):
     sched = SCHEDULERS.create("eat")
     import dataclasses
 
-    from eatbench.schedulers.rl.train import _policy_meta
+    from eatbench.training.train import _policy_meta
 
     cfg = dataclasses.replace(env.config, scheduler=dataclasses.replace(env.config.scheduler, name="eat"))
     meta = _policy_meta(cfg, env)
@@ -93,8 +94,8 @@ def test_eat_decide_latency(benchmark):
 def test_eat_set_decide_latency(benchmark, n_servers):
     """The shipped size-agnostic EAT (traced for the cluster's token count) deciding one
     epoch of a busy episode on ``n_servers`` identical servers."""
-    from eatbench.compose import compose_experiment
-    from eatbench.runner import build_engine, make_scheduler
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.experiment.runner import build_engine, make_scheduler
     from eatbench.schedulers.heuristics import FifoScheduler
 
     cfg = compose_experiment(["scheduler=eat_set", "cluster=uniform", f"cluster.size={n_servers}", "workload=poisson"])

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from eatbench.compose import compose_experiment
-from eatbench.runner import build_engine, k_options, make_scheduler
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import build_engine, k_options, make_scheduler
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 N_TASKS = 20_000

@@ -35,7 +35,7 @@ def _per_second(benchmark, count: int) -> float | None:
 
 
 def _sweep(root):
-    from eatbench.sweep import run_sweep
+    from eatbench.experiment.sweep import run_sweep
 
     return run_sweep("paper_rates", SWEEP_OVERRIDES, root=root, seeds=SWEEP_SEEDS, progress=False)
 
@@ -94,8 +94,8 @@ def test_report_generation(benchmark, finished_sweep, tmp_path):
 def test_training_env_steps_per_second(benchmark):
     import numpy as np
 
-    from eatbench.compose import compose_experiment
-    from eatbench.env import EdgeAIGCEnv
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.training.env import EdgeAIGCEnv
 
     env = EdgeAIGCEnv(compose_experiment(["cluster=paper4", "workload.rate=0.07"]))
     rng = np.random.default_rng(0)
@@ -116,8 +116,8 @@ def test_training_env_steps_per_second(benchmark):
 @pytest.mark.benchmark(group="training")
 @pytest.mark.parametrize("scheduler", ["eat", "sac"])
 def test_training_loop_steps_per_second(benchmark, tmp_path, scheduler):
-    from eatbench.compose import compose_experiment
-    from eatbench.schedulers.rl.train import train
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.training.train import train
 
     budget = 1500
     rounds = iter(range(100))
@@ -163,8 +163,8 @@ def test_training_speed_old_vs_new(benchmark, setting):
     """Environment steps per wall-second of SAC training in its steady state (after
     ``learning_starts``: environment steps, policy forwards and gradient updates; no
     evaluation), one torch thread, for the old and the new training settings."""
-    from eatbench.compose import compose_experiment
-    from eatbench.schedulers.rl.train import build_model
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.training.train import build_model
 
     label, scheduler, extra = TRAINING_SETTINGS[setting]
     cfg = compose_experiment([f"scheduler={scheduler}", "cluster=paper4", *extra])

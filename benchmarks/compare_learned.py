@@ -3,7 +3,7 @@
     python benchmarks/compare_learned.py                       # paper4, 0.01..0.11, 5 seeds
     python benchmarks/compare_learned.py --cluster paper8 --rates 0.07
 
-Every run goes through ``eatbench.runner.run_experiment`` (no files written); learned
+Every run goes through ``eatbench.experiment.runner.run_experiment`` (no files written); learned
 schedulers load the shipped checkpoint for the cluster (``checkpoint: auto``). Prints a
 markdown table per metric: mean [95% bootstrap interval over seeds].
 """
@@ -30,9 +30,9 @@ def sweep(cluster: str, rates: list[float], schedulers: list[str], seeds: int) -
     """``(scheduler, rate) -> aggregate_seeds(...)``."""
     import torch
 
-    from eatbench.compose import compose_experiment
-    from eatbench.metrics import aggregate_seeds
-    from eatbench.runner import make_scheduler, run_experiment
+    from eatbench.core.metrics import aggregate_seeds
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.experiment.runner import make_scheduler, run_experiment
 
     torch.set_num_threads(1)
     kc = "[1,2,4,8]" if cluster == "paper8" else "[1,2,4]"

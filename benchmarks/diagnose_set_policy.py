@@ -28,10 +28,10 @@ import time
 import numpy as np
 import torch
 
-from eatbench.compose import compose_experiment
-from eatbench.runner import k_options
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import k_options
 from eatbench.schedulers import SCHEDULERS
-from eatbench.schedulers.rl.train import EVAL_SEED_BASE, make_env
+from eatbench.training.train import EVAL_SEED_BASE, make_env
 
 EPISODES = 8
 
@@ -76,8 +76,8 @@ def _heuristic(cfg, name: str, steps: int):
 
 
 def _oldest_first(rule: str):
-    from eatbench.engine import Decision
-    from eatbench.placement import earliest_finish_gang
+    from eatbench.engine.loop import Decision
+    from eatbench.engine.placement import earliest_finish_gang
 
     def decide(env):
         view = env.engine.view
@@ -116,8 +116,8 @@ def _policy_decider(net):
 
 def _imitate(cfg, env, samples: int, updates: int) -> tuple[torch.nn.Module, dict]:
     """Fit ``eat_set``'s actor to EarliestFinish (20 steps) by regression on its actions."""
-    from eatbench.schedulers.rl.presets import arch_for
     from eatbench.schedulers.rl.set_networks import SetPolicyNet
+    from eatbench.training.presets import arch_for
 
     dec = env.decoder
     obs, targets, masks = [], [], []

@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     from eatbench.backends.gpu.pipelines import save_tiny_pipeline
-    from eatbench.compose import compose_experiment
-    from eatbench.fidelity import render_markdown, run_fidelity, write_fidelity
+    from eatbench.engine.profiles import LatencyProfile
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.experiment.fidelity import render_markdown, run_fidelity, write_fidelity
     from eatbench.gpu_cli import ProfileArgs, run_profile
-    from eatbench.profiles import LatencyProfile
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -254,10 +254,10 @@ def pipeline_checks(out: Out, a: argparse.Namespace, device: str, arch: str, dty
 def backend_checks(
     out: Out, a: argparse.Namespace, devices: list[str], arch: str, dtype: str, tag: str, n_servers: int, **params: Any
 ) -> None:
-    from eatbench.backends.base import BackendContext, Job
     from eatbench.backends.gpu.backend import GpuBackend
-    from eatbench.cluster import Cluster
-    from eatbench.tasks import Task
+    from eatbench.core.tasks import Task
+    from eatbench.engine.backend import BackendContext, Job
+    from eatbench.engine.cluster import Cluster
 
     t = time.perf_counter()
     b = GpuBackend(

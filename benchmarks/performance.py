@@ -67,7 +67,7 @@ def reproduction(seeds: int, jobs: int, root: Path | None) -> dict:
         if present:
             raise SystemExit(f"{root} already holds {', '.join(present)}: the sweep would be a cache hit")
         out: dict = {"seeds": seeds, "jobs": jobs, "stages": {}}
-        sweep = [sys.executable, "-m", "eatbench.sweep", "--all", "--seeds", str(seeds), "--root", str(root)]
+        sweep = [sys.executable, "-m", "eatbench.experiment.sweep", "--all", "--seeds", str(seeds), "--root", str(root)]
         out["stages"]["sweep"] = _measured([*sweep, "--jobs", str(jobs), "--no-progress"], env)
         report = [
             sys.executable,
@@ -120,8 +120,8 @@ def decision() -> dict:
 def training() -> dict:
     import numpy as np
 
-    from eatbench.compose import compose_experiment
-    from eatbench.env import EdgeAIGCEnv
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.training.env import EdgeAIGCEnv
 
     env = EdgeAIGCEnv(compose_experiment(["cluster=paper4", "workload.rate=0.07"]))
     rng = np.random.default_rng(0)
@@ -150,7 +150,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from eatbench.provenance import git_revision, package_versions
+    from eatbench.core.provenance import git_revision, package_versions
 
     torch.set_num_threads(1)
     rev = git_revision()

@@ -50,8 +50,8 @@ def main() -> None:
     if args.curve is None:
         import torch
 
-        from eatbench.compose import compose_experiment
-        from eatbench.schedulers.rl.train import train
+        from eatbench.experiment.compose import compose_experiment
+        from eatbench.training.train import train
 
         torch.set_num_threads(1)
         over = [

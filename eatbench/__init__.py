@@ -12,7 +12,7 @@ def _register_env() -> None:
     except ImportError:  # pragma: no cover
         return
     if ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=ENV_ID, entry_point="eatbench.env:EdgeAIGCEnv")
+        gymnasium.register(id=ENV_ID, entry_point="eatbench.training.env:EdgeAIGCEnv")
 
 
 _register_env()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from eatbench.commands import CHECKS, COMMANDS, FLAGS, OPTIONS, TAKES_SWEEPS, command  # noqa: F401  (re-exported)
-from eatbench.compose import conf_dir, config_path, group_options, searchpath_overrides
-from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
+from eatbench.core.commands import CHECKS, COMMANDS, FLAGS, OPTIONS, TAKES_SWEEPS, command  # noqa: F401  (re-exported)
+from eatbench.core.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
+from eatbench.experiment.compose import conf_dir, config_path, group_options, searchpath_overrides
 
 USAGE = """usage: eatbench <command> [key=value ...] [-m]
 
@@ -39,7 +39,7 @@ MAX_PRECHECKS = 32
 
 def _take_sweeps(args: list[str]) -> tuple[list[str], list[str]]:
     """(sweep overrides, the other arguments) of ``args``; flags and malformed ones stay."""
-    from eatbench.compose import split_sweep_overrides
+    from eatbench.experiment.compose import split_sweep_overrides
 
     sweeps: list[str] = []
     rest: list[str] = []
@@ -124,11 +124,11 @@ def check_run_inputs(cfg: ExperimentConfig) -> None:
     """Everything a run reads before it starts, without starting a backend: the cluster,
     the latency profile, the quality curve, the workload (its trace and prompts), the
     scheduler's parameters and its checkpoint file."""
-    from eatbench.cluster import Cluster
-    from eatbench.profiles import QUALITY_CURVES
-    from eatbench.runner import build_profile, create_scheduler, k_options, slo_reference_kind
+    from eatbench.engine.cluster import Cluster
+    from eatbench.engine.profiles import QUALITY_CURVES
+    from eatbench.engine.workload import generate_tasks
+    from eatbench.experiment.runner import build_profile, create_scheduler, k_options, slo_reference_kind
     from eatbench.schedulers import SCHEDULERS, learned_names
-    from eatbench.workload import generate_tasks
 
     cluster = Cluster.from_config(cfg.cluster)
     profile = build_profile(cfg, cluster)
@@ -193,7 +193,7 @@ def _format_summary(summary: dict) -> str:
 
 @command("run", "run one experiment (or a sweep with -m) and write its result files", check=check_run_inputs)
 def run_command(raw: DictConfig) -> object:
-    from eatbench.runner import run_dir, run_experiment
+    from eatbench.experiment.runner import run_dir, run_experiment
 
     cfg = to_experiment_config(raw)
     existed = cfg.output.write and cfg.output.resume and (run_dir(cfg) / "summary.json").is_file()
@@ -246,7 +246,7 @@ def precheck(name: str, args: list[str]) -> Path | None:
     nothing was checked: no check, or Hydra flags left to Hydra)."""
     import yaml
 
-    from eatbench.compose import compose_experiment
+    from eatbench.experiment.compose import compose_experiment
 
     check = CHECKS.get(name)
     overrides = [a for a in args if a not in ("-m", "--multirun")]

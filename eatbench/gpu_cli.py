@@ -36,9 +36,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from eatbench.cluster import Cluster
-from eatbench.commands import command
-from eatbench.config import ConfigError, ExperimentConfig, server_kinds, to_experiment_config
+from eatbench.core.commands import command
+from eatbench.core.config import ConfigError, ExperimentConfig, server_kinds, to_experiment_config
+from eatbench.engine.cluster import Cluster
 
 
 # ------------------------------------------------------------------ command-only options
@@ -115,7 +115,7 @@ def split_config(raw: DictConfig | dict, namespace: str) -> tuple[ExperimentConf
 
     :raises ConfigError: an unknown option, a wrong type, or another command's namespace.
     """
-    from eatbench.runner import check_registered  # the registries import torch: only when a command runs
+    from eatbench.experiment.runner import check_registered  # the registries import torch: only when a command runs
 
     data = OmegaConf.to_container(raw, resolve=False) if isinstance(raw, DictConfig) else dict(raw)
     assert isinstance(data, dict)
@@ -152,7 +152,7 @@ def _require_gpu_backend(cfg: ExperimentConfig, what: str) -> dict[str, Any]:
 def profile_plan(cfg: ExperimentConfig, args: ProfileArgs) -> dict[str, Any]:
     """What ``eatbench profile`` will measure: ``gpu_kind``, ``model``, ``resolutions``,
     ``ks``, ``out`` (checked, nothing started)."""
-    from eatbench.runner import k_options
+    from eatbench.experiment.runner import k_options
 
     kinds = sorted(set(server_kinds(cfg.cluster)))
     n_servers = len(server_kinds(cfg.cluster))
@@ -208,11 +208,11 @@ def run_profile(cfg: ExperimentConfig, args: ProfileArgs) -> tuple[str, list[dic
     Configuration errors (a missing model, bad backend params) stop before any worker
     process starts.
     """
-    from eatbench.backends.base import BackendContext
     from eatbench.backends.gpu.backend import GpuBackend, resolve_devices
     from eatbench.backends.gpu.pipelines import ModelNotFoundError
     from eatbench.backends.gpu.profiler import check_gangs, measure_profile
-    from eatbench.profiles import LatencyProfile
+    from eatbench.engine.backend import BackendContext
+    from eatbench.engine.profiles import LatencyProfile
 
     params = _require_gpu_backend(cfg, "profile")
     plan = profile_plan(cfg, args)
@@ -304,7 +304,7 @@ def quality_plan(cfg: ExperimentConfig, args: QualityArgs) -> dict[str, Any]:
     """
     from eatbench.backends.gpu.backend import resolve_devices
     from eatbench.backends.gpu.pipelines import ModelNotFoundError, resolve_model_path
-    from eatbench.workload import load_prompts
+    from eatbench.engine.workload import load_prompts
 
     params = _require_gpu_backend(cfg, "quality-curve")
     if params.get("random_init"):
@@ -363,7 +363,7 @@ def quality_plan(cfg: ExperimentConfig, args: QualityArgs) -> dict[str, Any]:
 
 @command("quality-curve", "measure q(steps) (CLIP score) with real weights -> quality=table CSV")
 def quality_curve_command(raw: DictConfig) -> str:
-    from eatbench.quality import measure_quality_curve
+    from eatbench.backends.gpu.quality import measure_quality_curve
 
     cfg, args = split_config(raw, "quality_args")
     kw = quality_plan(cfg, args)
@@ -381,7 +381,7 @@ def quality_curve_command(raw: DictConfig) -> str:
 # ----------------------------------------------------------------------------- fidelity
 @command("fidelity", "run one experiment on gpu and on sim; report sim-vs-real error (MAPE)")
 def fidelity_command(raw: DictConfig) -> dict:
-    from eatbench.fidelity import run_fidelity, write_fidelity
+    from eatbench.experiment.fidelity import run_fidelity, write_fidelity
 
     cfg, args = split_config(raw, "fidelity_args")
     _require_gpu_backend(cfg, "fidelity")

@@ -1,7 +1,7 @@
 """The eatbench pytest plugin (entry point ``pytest11``): options, markers, fixtures, hooks.
 
 Only hooks and fixtures live here; the session logic is in :mod:`eatbench.report.session`,
-sweeps in :mod:`eatbench.sweep`, reports in :mod:`eatbench.report`. Nothing heavy (torch,
+sweeps in :mod:`eatbench.experiment.sweep`, reports in :mod:`eatbench.report`. Nothing heavy (torch,
 pandas, matplotlib, wandb) is imported when pytest loads this module.
 
 Options (one ``eatbench`` group): ``--backend`` (alias ``--eat-backend``), ``--eat-experiment``,
@@ -44,7 +44,7 @@ def parse_backend(value: str) -> str:
 
 
 def parse_wandb(value: str) -> str:
-    from eatbench.config import WANDB_MODES
+    from eatbench.core.config import WANDB_MODES
 
     if value not in WANDB_MODES:
         raise argparse.ArgumentTypeError(f"unknown W&B mode {value!r}; allowed: {', '.join(WANDB_MODES)}")
@@ -63,8 +63,8 @@ def parse_seeds(value: str) -> int:
 
 def parse_experiment(value: str) -> str:
     """A ``conf/experiment/<value>.yaml`` name."""
-    from eatbench.compose import group_options
-    from eatbench.config import ConfigError
+    from eatbench.core.config import ConfigError
+    from eatbench.experiment.compose import group_options
 
     try:
         names = group_options("experiment")
@@ -78,8 +78,8 @@ def parse_experiment(value: str) -> str:
 def parse_scheduler(value: str) -> str:
     """A scheduler with a ``conf/scheduler/<value>.yaml`` (its class must be registered by the
     time the sweep runs, e.g. imported from a ``conftest.py``)."""
-    from eatbench.compose import group_options
-    from eatbench.config import ConfigError
+    from eatbench.core.config import ConfigError
+    from eatbench.experiment.compose import group_options
 
     try:
         names = group_options("scheduler")
@@ -225,7 +225,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_gpu_backend() -> None:
     """Stop with a clear message when the real-GPU backend cannot be used."""
-    from eatbench.compose import conf_dir
+    from eatbench.experiment.compose import conf_dir
 
     try:
         from eatbench.backends import BACKENDS as registry
@@ -255,7 +255,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def _seeds_text(options) -> str:
     """The seeds the sweeps run (quick mode keeps the first ``QUICK_SEEDS`` of ``--eat-seeds``)."""
-    from eatbench.sweep import QUICK_SEEDS
+    from eatbench.experiment.sweep import QUICK_SEEDS
 
     seeds = list(range(options.seeds))
     if options.quick:
@@ -417,7 +417,7 @@ def eat_session(request: pytest.FixtureRequest):
 def _marker_overrides(request: pytest.FixtureRequest) -> tuple[str | None, list[str]]:
     """Experiment and overrides from ``@pytest.mark.eatbench(...)``; kwargs are checked
     against the ``ExperimentConfig`` fields."""
-    from eatbench.config import ExperimentConfig
+    from eatbench.core.config import ExperimentConfig
 
     marker = request.node.get_closest_marker("eatbench")
     if marker is None:
@@ -448,7 +448,7 @@ def eat_config(request: pytest.FixtureRequest, eat_session):
     """The validated ``ExperimentConfig`` of this test: ``--eat-experiment`` (or the marker's
     experiment), the session overrides, then the ``eatbench`` marker's. Results are not
     written unless the test asks (``run_experiment(write=True)``)."""
-    from eatbench.compose import compose_experiment
+    from eatbench.experiment.compose import compose_experiment
 
     experiment, overrides = _marker_overrides(request)
     cfg = compose_experiment(eat_session.overrides(overrides), experiment or eat_session.options.experiment)
@@ -458,7 +458,7 @@ def eat_config(request: pytest.FixtureRequest, eat_session):
 @pytest.fixture
 def eat_engine(eat_config):
     """A ready engine (cluster, task stream, backend) for ``eat_config``."""
-    from eatbench.runner import build_engine
+    from eatbench.experiment.runner import build_engine
 
     yield build_engine(eat_config)
 
@@ -484,7 +484,7 @@ def eat_backend(eat_engine):
 @pytest.fixture
 def eat_scheduler(eat_config):
     """The scheduler of ``eat_config`` (a learned one loads its checkpoint)."""
-    from eatbench.runner import make_scheduler
+    from eatbench.experiment.runner import make_scheduler
 
     return make_scheduler(eat_config)
 
@@ -494,8 +494,8 @@ def run_experiment(request: pytest.FixtureRequest, eat_config, eat_session) -> I
     """Run ``eat_config`` (optionally with extra overrides) and return its ``RunResult``
     (``.records``: one ``TaskRecord`` per task; ``.summary``: metrics, seconds). Each run is
     listed in the terminal summary."""
-    from eatbench.compose import compose_experiment
-    from eatbench.runner import run_experiment as _run
+    from eatbench.experiment.compose import compose_experiment
+    from eatbench.experiment.runner import run_experiment as _run
 
     experiment, marker_overrides = _marker_overrides(request)
 

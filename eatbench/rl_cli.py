@@ -14,14 +14,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from eatbench.commands import command
-from eatbench.config import ConfigError, ExperimentConfig, to_experiment_config
+from eatbench.core.commands import command
+from eatbench.core.config import ConfigError, ExperimentConfig, to_experiment_config
 
 
 def check_train(cfg: ExperimentConfig) -> None:
     """Training settings beyond ``validate``: a learned scheduler, a known preset and
     ``train.params`` keys and values of the preset's types."""
-    from eatbench.schedulers.rl.presets import ARCHS, sac_kwargs
+    from eatbench.training.presets import ARCHS, sac_kwargs
 
     if cfg.scheduler.name not in ARCHS:
         raise ConfigError(f"scheduler={cfg.scheduler.name!r} is not learned; allowed: {', '.join(ARCHS)}")
@@ -61,7 +61,7 @@ def check_train(cfg: ExperimentConfig) -> None:
 def train_command(raw: DictConfig) -> object:
     cfg = to_experiment_config(raw)
     check_train(cfg)
-    from eatbench.schedulers.rl.train import train
+    from eatbench.training.train import train
 
     result = train(cfg, argv=["eatbench", "train", *sys.argv[1:]])
     last = result.curve[-1] if result.curve else {}

@@ -12,9 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from eatbench.compose import compose_experiment  # noqa: E402
-from eatbench.engine import Decision  # noqa: E402
-from eatbench.runner import build_engine, run_experiment  # noqa: E402
+from eatbench.engine.loop import Decision  # noqa: E402
+from eatbench.experiment.compose import compose_experiment  # noqa: E402
+from eatbench.experiment.runner import build_engine, run_experiment  # noqa: E402
 from eatbench.schedulers import SCHEDULERS  # noqa: E402
 from eatbench.schedulers.authors.decode import decode, integer_steps, read_action, release_placement  # noqa: E402
 from eatbench.schedulers.authors.networks import DiffusionChain, NoiseNet, ReleaseActor  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from eatbench.cli import main
-from eatbench.compose import REPO_ROOT, conf_dir
+from eatbench.experiment.compose import REPO_ROOT, conf_dir
 
 PROFILE_HEAD = "gpu_kind,model,resolution,k,step_s,fixed_s,cold_start_s\n"
 PROFILE_OK = "".join(f"paper_gpu,sd14,1440,{k},0.2,0.0,24\n" for k in (1, 2, 4))
@@ -330,7 +330,7 @@ def test_unknown_command_is_refused(capsys):
 
 def test_a_checkpoint_with_nan_metadata_or_weights_is_refused(tmp_path):
     torch = pytest.importorskip("torch")
-    from eatbench.config import ConfigError
+    from eatbench.core.config import ConfigError
     from eatbench.schedulers.rl.checkpoint import SHIPPED, load_policy
 
     blob = torch.load(SHIPPED / "sac-paper4.pt", weights_only=True)

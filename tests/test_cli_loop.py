@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eatbench.cli import main
-from eatbench.compose import REPO_ROOT
+from eatbench.experiment.compose import REPO_ROOT
 
 TINY = ["workload.rate=0.05", "seed=0", "workload.n_tasks=8", "hydra/launcher=basic"]
 
@@ -98,7 +98,7 @@ def test_report_flag_without_its_value_is_a_clear_error(capsys):
 
 
 def test_in_process_sweeps_take_a_scheduler_list(tmp_path, capsys):
-    from eatbench.sweep import main as sweep_main
+    from eatbench.experiment.sweep import main as sweep_main
 
     root = tmp_path / "results"
     common = ["workload.rate=0.05", "workload.n_tasks=8", "seed=0"]
@@ -136,7 +136,7 @@ def test_run_command_writes_each_jobs_block_at_once(tmp_path, monkeypatch):
 
 
 def test_sweep_overrides_replace_the_experiments_values_in_process():
-    from eatbench.sweep import plan
+    from eatbench.experiment.sweep import plan
 
     groups, seeds, _ = plan("scalability", ["+experiment/scale=n4,n8", "scheduler=fifo", "seed=range(2)"])
     assert groups == [["+experiment/scale=n4"], ["+experiment/scale=n8"]] and seeds == [0, 1]

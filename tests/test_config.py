@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eatbench.compose import compose_experiment, compose_raw, sweep_params
-from eatbench.config import ConfigError, server_kinds, to_experiment_config
+from eatbench.core.config import ConfigError, server_kinds, to_experiment_config
+from eatbench.experiment.compose import compose_experiment, compose_raw, sweep_params
 
 
 def test_default_config_is_the_paper_setting():
@@ -64,7 +64,7 @@ def test_bad_config_stops_with_a_message_naming_the_field(overrides, message):
 
 
 def test_profile_missing_a_gpu_kind_is_caught_before_running():
-    from eatbench.runner import run_experiment
+    from eatbench.experiment.runner import run_experiment
 
     cfg = compose_experiment(["cluster=h100x4"])  # paper profile has no h100 rows
     with pytest.raises(ConfigError, match="no GPU kind 'h100'"):
@@ -74,7 +74,7 @@ def test_profile_missing_a_gpu_kind_is_caught_before_running():
 
 
 def test_scheduler_params_are_checked_by_the_scheduler():
-    from eatbench.runner import run_experiment
+    from eatbench.experiment.runner import run_experiment
 
     with pytest.raises(ConfigError, match="takes no parameter colour; allowed: steps"):
         run_experiment(compose_experiment(["scheduler=fifo", "+scheduler.params.colour=red"]), write=False)
@@ -136,7 +136,7 @@ def test_checkpoint_shorthand_becomes_the_schedulers_checkpoint():
 
 def test_shipped_trace_workload_runs_without_a_task_count_or_horizon():
     """A trace ends with its file: n_tasks and horizon may both be null."""
-    from eatbench.runner import run_experiment
+    from eatbench.experiment.runner import run_experiment
 
     cfg = compose_experiment(["workload=trace"])
     assert cfg.workload.n_tasks is None and cfg.workload.horizon is None

@@ -7,15 +7,15 @@ import math
 
 import pytest
 
-from eatbench.backends.base import BackendContext
 from eatbench.backends.sim import SimBackend
-from eatbench.cluster import Cluster
-from eatbench.config import ClusterConfig, EngineConfig, ExperimentConfig, GpuKindConfig, WorkloadConfig
-from eatbench.engine import Decision, Engine, InvalidDecision
-from eatbench.profiles import PaperQuality, paper_profile
-from eatbench.runner import build_engine, k_options, run_experiment
+from eatbench.core.config import ClusterConfig, EngineConfig, ExperimentConfig, GpuKindConfig, WorkloadConfig
+from eatbench.core.tasks import Task
+from eatbench.engine.backend import BackendContext
+from eatbench.engine.cluster import Cluster
+from eatbench.engine.loop import Decision, Engine, InvalidDecision
+from eatbench.engine.profiles import PaperQuality, paper_profile
+from eatbench.experiment.runner import build_engine, k_options, run_experiment
 from eatbench.schedulers import SCHEDULERS
-from eatbench.tasks import Task
 
 
 class CheckingBackend(SimBackend):
@@ -245,7 +245,7 @@ def test_a_scheduler_that_always_waits_ends_the_episode_with_tasks_unfinished():
 
 
 def test_residency_dissolve_tears_down_every_touched_group():
-    from eatbench.cluster import Residency
+    from eatbench.engine.cluster import Residency
 
     res = Residency(4)
     res.claim((0, 1), "a")

@@ -11,8 +11,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import eatbench
-from eatbench.compose import compose_experiment
-from eatbench.env import FEATURES, EdgeAIGCEnv
+from eatbench.experiment.compose import compose_experiment
+from eatbench.schedulers.rl.encoding import FEATURES
+from eatbench.training.env import EdgeAIGCEnv
 
 
 @pytest.mark.parametrize("layout", ["paper", "extended"])

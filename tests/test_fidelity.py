@@ -8,8 +8,9 @@ import math
 
 import pytest
 
-from eatbench.config import ConfigError
-from eatbench.fidelity import (
+from eatbench.core.config import ConfigError
+from eatbench.core.metrics import TaskRecord, percentile
+from eatbench.experiment.fidelity import (
     FidelityReport,
     aggregate,
     ape,
@@ -20,7 +21,6 @@ from eatbench.fidelity import (
     run_fidelity,
     write_fidelity,
 )
-from eatbench.metrics import TaskRecord, percentile
 
 
 def _rec(i: int, arrival: float, start: float, execution: float, **kw) -> TaskRecord:
@@ -117,8 +117,8 @@ def test_nothing_in_common_gives_nan_not_an_error() -> None:
 
 def test_write_fidelity_is_strict_json_and_markdown(tmp_path) -> None:
     c = compare_records([_rec(0, 0, 0, 10.0, cold=True)], [_rec(0, 0, 0, 12.0, cold=True)])
-    from eatbench.compose import compose_experiment
-    from eatbench.config import config_to_dict
+    from eatbench.core.config import config_to_dict
+    from eatbench.experiment.compose import compose_experiment
 
     cfg = config_to_dict(compose_experiment([]))
     report = FidelityReport(aggregate([c]), [c], cfg, {"devices": ["cpu"]}, {"name": "paper"}, {}, ["a note"])
@@ -133,7 +133,7 @@ def test_write_fidelity_is_strict_json_and_markdown(tmp_path) -> None:
 
 
 def test_run_fidelity_needs_the_gpu_backend() -> None:
-    from eatbench.compose import compose_experiment
+    from eatbench.experiment.compose import compose_experiment
 
     with pytest.raises(ConfigError, match="allowed: gpu"):
         run_fidelity(compose_experiment([]))
@@ -147,7 +147,7 @@ def test_real_versus_sim_on_the_tiny_pipeline(tmp_path) -> None:
     Only loose, robust checks: the CPU is shared and noisy."""
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
-    from eatbench.compose import compose_experiment
+    from eatbench.experiment.compose import compose_experiment
     from eatbench.gpu_cli import ProfileArgs, run_profile
 
     overrides = [

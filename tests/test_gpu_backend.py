@@ -22,13 +22,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from eatbench.backends import BACKENDS  # noqa: E402
-from eatbench.backends.base import BackendContext, Job, JobResult  # noqa: E402
 from eatbench.backends.gpu import GpuBackend  # noqa: E402
 from eatbench.backends.gpu.backend import BackendParamError  # noqa: E402
 from eatbench.backends.gpu.patch_parallel import partition, psnr, row_bounds  # noqa: E402
 from eatbench.backends.gpu.pipelines import save_tiny_pipeline, unet_config  # noqa: E402
-from eatbench.cluster import Cluster  # noqa: E402
-from eatbench.tasks import Task  # noqa: E402
+from eatbench.core.tasks import Task  # noqa: E402
+from eatbench.engine.backend import BackendContext, Job, JobResult  # noqa: E402
+from eatbench.engine.cluster import Cluster  # noqa: E402
 
 RES = 64  # pixels; the tiny VAE halves it: 32 latent rows
 
@@ -49,7 +49,7 @@ def tiny_xl_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from eatbench.quality import save_tiny_clip
+    from eatbench.backends.gpu.quality import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("clip"))
 
@@ -145,7 +145,7 @@ def test_yaml_params_are_the_constructor_parameters() -> None:
 
     import yaml
 
-    from eatbench.compose import conf_dir
+    from eatbench.experiment.compose import conf_dir
 
     conf = yaml.safe_load((conf_dir() / "backend" / "gpu.yaml").read_text())
     assert conf.pop("name") == "gpu"
@@ -257,7 +257,7 @@ def test_backend_residency_is_the_cluster_residency_model(backend: GpuBackend) -
     """Warm groups are ``cluster.Residency``'s, keyed by the weights: a gang's cold start
     claims its servers, a cold launch that breaks a gang tears the other member down (its
     next task reloads although the engine may still call it warm)."""
-    from eatbench.cluster import Residency
+    from eatbench.engine.cluster import Residency
 
     assert isinstance(backend.residency, Residency)
     backend.dissolve((0, 1))
@@ -522,7 +522,7 @@ def test_measure_profile_writes_profile_csv(backend: GpuBackend, tmp_path) -> No
     import csv
 
     from eatbench.backends.gpu.profiler import PROFILE_COLUMNS, measure_profile
-    from eatbench.profiles import LatencyProfile
+    from eatbench.engine.profiles import LatencyProfile
 
     out = tmp_path / "profile.csv"
     rows = measure_profile(

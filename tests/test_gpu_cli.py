@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from eatbench.compose import compose_raw
-from eatbench.config import ConfigError
+from eatbench.core.config import ConfigError
+from eatbench.experiment.compose import compose_raw
 from eatbench.gpu_cli import (
     FidelityArgs,
     ProfileArgs,

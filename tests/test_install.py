@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from eatbench.compose import PACKAGE_DIR, REPO_ROOT, compose_experiment
-from eatbench.config import ConfigError
+from eatbench.core.config import ConfigError
+from eatbench.experiment.compose import PACKAGE_DIR, REPO_ROOT, compose_experiment
 
 #: a small experiment: 8 tasks of the default cluster and workload, one seed
 TINY = ["workload.n_tasks=8", "seed=0"]
@@ -25,7 +25,7 @@ TINY = ["workload.n_tasks=8", "seed=0"]
 SCHEDULER_MODULE = '''\
 """A scheduler of one's own, outside eatbench: the newest visible task first, fixed steps."""
 
-from eatbench.engine import Decision
+from eatbench.engine.loop import Decision
 from eatbench.schedulers import Scheduler
 
 
@@ -151,7 +151,7 @@ def test_a_built_wheel_runs_an_experiment_from_an_unrelated_directory(tmp_path: 
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = subprocess.run(
-        [str(python), "-c", "import eatbench.compose as c; print(c.conf_dir())"],
+        [str(python), "-c", "import eatbench.experiment.compose as c; print(c.conf_dir())"],
         cwd=work,
         env=env,
         capture_output=True,

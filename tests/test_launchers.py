@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eatbench.compose import REPO_ROOT
+from eatbench.experiment.compose import REPO_ROOT
 
 #: 2 schedulers x 2 seeds at one rate, 8 tasks each: 4 tiny jobs.
 GRID = ["+experiment=paper_rates", "scheduler=fifo,greedy", "seed=0,1", "workload.rate=0.05", "workload.n_tasks=8"]

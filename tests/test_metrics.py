@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from eatbench.metrics import TaskRecord, aggregate_seeds, censored_times, percentile, summarize
+from eatbench.core.metrics import TaskRecord, aggregate_seeds, censored_times, percentile, summarize
 
 
 def test_percentile_matches_numpy():

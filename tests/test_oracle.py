@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("ortools", reason="the oracle needs the [oracle] extra (ortools)")
 
-from eatbench.compose import compose_experiment  # noqa: E402
-from eatbench.runner import build_engine, run_experiment  # noqa: E402
+from eatbench.experiment.compose import compose_experiment  # noqa: E402
+from eatbench.experiment.runner import build_engine, run_experiment  # noqa: E402
 from eatbench.schedulers import SCHEDULERS  # noqa: E402
 
 HEURISTICS = ["fifo", "random", "round_robin", "least_loaded", "greedy", "earliest_finish"]
@@ -118,9 +118,9 @@ def test_oracle_rejects_bad_parameters():
 
 
 def test_the_oracles_replay_passes_the_engine_invariants():
-    from eatbench.backends.base import BackendContext
-    from eatbench.profiles import PaperQuality
-    from eatbench.runner import make_scheduler
+    from eatbench.engine.backend import BackendContext
+    from eatbench.engine.profiles import PaperQuality
+    from eatbench.experiment.runner import make_scheduler
     from tests.test_engine import CheckingBackend
 
     cfg = compose_experiment(["scheduler=oracle", *SMALL, "seed=2", "workload.rate=0.11", "scheduler.params.workers=1"])

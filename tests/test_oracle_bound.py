@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("ortools", reason="the oracle needs the [oracle] extra (ortools)")
 
-from eatbench.compose import compose_experiment  # noqa: E402
-from eatbench.runner import build_engine, make_scheduler, run_experiment  # noqa: E402
+from eatbench.experiment.compose import compose_experiment  # noqa: E402
+from eatbench.experiment.runner import build_engine, make_scheduler, run_experiment  # noqa: E402
 from tests.test_oracle import _brute_force_mean_response  # noqa: E402
 
 TINY = [

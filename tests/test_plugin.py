@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
+import eatbench.experiment.sweep  # noqa: F401  (its process pool classes must be imported once, outside the in-process runs)
 import eatbench.report.markdown  # noqa: F401  (pandas/matplotlib imported once, outside the in-process runs)
 import eatbench.report.plots  # noqa: F401
-import eatbench.sweep  # noqa: F401  (its process pool classes must be imported once, outside the in-process runs)
-from eatbench.compose import conf_dir
+from eatbench.experiment.compose import conf_dir
 
 pytest_plugins = ("pytester",)
 

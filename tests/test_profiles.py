@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from eatbench.cluster import GpuKind
-from eatbench.config import ConfigError
-from eatbench.profiles import (
+from eatbench.core.config import ConfigError
+from eatbench.engine.cluster import GpuKind
+from eatbench.engine.profiles import (
     QUALITY_CURVES,
     LatencyProfile,
     MonotoneQuality,

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchmetrics")
 pytest.importorskip("transformers")
 
-from eatbench import quality  # noqa: E402
+from eatbench.backends.gpu import quality  # noqa: E402
 
 
 class TinyFeat(torch.nn.Module):
@@ -151,7 +151,7 @@ def test_fid_feeds_a_custom_extractor_resized_batches() -> None:
 
 
 def test_mean_ci95() -> None:
-    from eatbench.stats import mean_ci95
+    from eatbench.core.stats import mean_ci95
 
     mean, ci = mean_ci95([1.0, 2.0, 3.0])
     assert mean == 2.0 and ci == pytest.approx(1.96 * 1.0 / 3**0.5)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from eatbench.compose import compose_experiment
-from eatbench.config import validate
-from eatbench.engine import Decision, release_ticks
-from eatbench.runner import build_engine
+from eatbench.core.config import validate
+from eatbench.engine.loop import Decision, release_ticks
+from eatbench.engine.view import EngineView
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import build_engine
 from eatbench.schedulers.base import Scheduler
-from eatbench.view import EngineView
 
 DATA = Path(__file__).parent / "data" / "release"
 TRACES = sorted(DATA.glob("release_*.csv"))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from eatbench.experiment.sweep import run_sweep
 from eatbench.report.aggregate import aggregate, fmt_ci, load_runs, load_training_curves, reduction_table
 from eatbench.report.markdown import write_report
-from eatbench.sweep import run_sweep
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eatbench.core.stats import iqm_interval
 from eatbench.report.aggregate import load_runs, load_training_curves
 from eatbench.report.heldout import point_labels, target_rows, with_point_labels
 from eatbench.report.markdown import write_report
 from eatbench.report.seeds import SEED_EXPERIMENT, load_seed_runs, robustness_lines, seed_scores, seeds_section
-from eatbench.stats import iqm_interval
 
 #: heldout24 points of conf/experiment/heldout/ (c24_u50, c24_u80).
 RATES = {"c24_u50": 2.577, "c24_u80": 4.123}

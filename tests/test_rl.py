@@ -11,14 +11,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("stable_baselines3")
 
-from eatbench.compose import compose_experiment  # noqa: E402
-from eatbench.config import ConfigError  # noqa: E402
-from eatbench.env import FEATURES, EdgeAIGCEnv  # noqa: E402
-from eatbench.runner import run_experiment  # noqa: E402
+from eatbench.core.config import ConfigError  # noqa: E402
+from eatbench.experiment.compose import compose_experiment  # noqa: E402
+from eatbench.experiment.runner import run_experiment  # noqa: E402
 from eatbench.schedulers import SCHEDULERS  # noqa: E402
 from eatbench.schedulers.rl.checkpoint import CheckpointError, load_policy, save_policy  # noqa: E402
+from eatbench.schedulers.rl.encoding import FEATURES  # noqa: E402
 from eatbench.schedulers.rl.networks import FusedPolicy, PolicyNet, compile_for_cpu  # noqa: E402
-from eatbench.schedulers.rl.presets import ARCHS  # noqa: E402
+from eatbench.training.env import EdgeAIGCEnv  # noqa: E402
+from eatbench.training.presets import ARCHS  # noqa: E402
 
 torch.set_num_threads(1)
 TINY = ["cluster.name=tiny2", "cluster.servers=[paper_gpu,paper_gpu]", "workload.k_choices=[1,2]"]
@@ -31,7 +32,7 @@ def _cfg(*overrides: str):
 def _sac(arch: str, env, **kw):
     from stable_baselines3 import SAC
 
-    from eatbench.schedulers.rl.policies import ActorOnlyExtractorPolicy, policy_kwargs
+    from eatbench.training.policies import ActorOnlyExtractorPolicy, policy_kwargs
 
     return SAC(ActorOnlyExtractorPolicy, env, policy_kwargs=policy_kwargs(ARCHS[arch]), device="cpu", seed=0, **kw)
 
@@ -55,7 +56,7 @@ def test_network_shapes_for_every_arch_and_layout(arch, layout):
 def test_critic_is_plain_mlp_and_its_optimizer_holds_no_actor_extractor_params():
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
-    from eatbench.schedulers.rl.policies import EncoderExtractor
+    from eatbench.training.policies import EncoderExtractor
 
     model = _sac("eat", EdgeAIGCEnv(_cfg()), buffer_size=1000)
     pol = model.policy
@@ -79,7 +80,7 @@ def test_critic_is_plain_mlp_and_its_optimizer_holds_no_actor_extractor_params()
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory):
     """A short EAT training on a 2-server cluster (also exercises export and resume)."""
-    from eatbench.schedulers.rl.train import train
+    from eatbench.training.train import train
 
     out = tmp_path_factory.mktemp("train")
     cfg = _cfg(
@@ -98,7 +99,7 @@ def tiny_policy(tmp_path_factory):
 
 
 def test_training_writes_curve_policy_and_resumes(tiny_policy):
-    from eatbench.schedulers.rl.train import train
+    from eatbench.training.train import train
 
     cfg, result = tiny_policy
     assert [row["step"] for row in result.curve] == [0, 150, 300]
@@ -148,7 +149,7 @@ def test_corrupt_and_mismatched_checkpoints_fail_clearly(tiny_policy, tmp_path):
 def test_extended_layout_policy_runs_and_checks_k_options(tmp_path):
     cfg = _cfg("scheduler=sac", *TINY, "workload.k_choices=null")
     env = EdgeAIGCEnv(cfg, layout="extended")
-    from eatbench.schedulers.rl.train import _policy_meta
+    from eatbench.training.train import _policy_meta
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, layout="extended"))
     meta = _policy_meta(cfg, env)
@@ -170,7 +171,7 @@ def _beats_random(arch: str, steps: int, seed: int, cluster: tuple[str, ...] = (
     and of Random, on the same workloads."""
     import statistics
 
-    from eatbench.schedulers.rl.train import train
+    from eatbench.training.train import train
 
     out = os.environ.get("PYTEST_TMP", "/tmp") + f"/eatbench-rl-{arch}-{seed}-{os.getpid()}"
     cfg = _cfg(
@@ -221,8 +222,8 @@ def test_training_beats_random(arch, seed):
 
 
 def test_bad_training_settings_name_the_field():
-    from eatbench.config import ConfigError
-    from eatbench.schedulers.rl.train import train
+    from eatbench.core.config import ConfigError
+    from eatbench.training.train import train
 
     with pytest.raises(ConfigError, match=r"train.preset='fast' is invalid; allowed: paper, tuned, set"):
         train(_cfg("scheduler=eat", "train.preset=fast"))

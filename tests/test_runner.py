@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from eatbench.cli import main
-from eatbench.compose import compose_experiment
-from eatbench.runner import load_run, run_dir, run_experiment
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import load_run, run_dir, run_experiment
 
 
 def test_result_files_carry_config_seed_revision_and_versions(tmp_path):
@@ -31,7 +31,7 @@ def test_result_files_carry_config_seed_revision_and_versions(tmp_path):
 def test_rerun_resumes_from_finished_results(tmp_path, monkeypatch):
     cfg = compose_experiment([f"output.root={tmp_path}", "scheduler=greedy"])
     first = run_experiment(cfg)
-    import eatbench.runner as runner
+    import eatbench.experiment.runner as runner
 
     monkeypatch.setattr(runner, "build_engine", lambda *a, **k: pytest.fail("should not run again"))
     second = run_experiment(cfg)
@@ -103,7 +103,7 @@ def test_multirun_sweeps_seeds_and_schedulers(tmp_path):
 
 
 def test_a_remeasured_profile_file_is_a_new_point(tmp_path):
-    from eatbench.profiles import paper_profile
+    from eatbench.engine.profiles import paper_profile
 
     path = tmp_path / "p.csv"
     paper_profile().to_csv(path)

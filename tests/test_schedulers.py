@@ -8,10 +8,10 @@ import statistics
 
 import pytest
 
-from eatbench.compose import compose_experiment
-from eatbench.config import ConfigError
-from eatbench.engine import Decision
-from eatbench.runner import run_experiment
+from eatbench.core.config import ConfigError
+from eatbench.engine.loop import Decision
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import run_experiment
 from eatbench.schedulers import SCHEDULERS, Scheduler
 from eatbench.schedulers.heuristics import GreedyScheduler
 
@@ -19,7 +19,7 @@ HEURISTICS = ["fifo", "random", "round_robin", "least_loaded", "greedy", "earlie
 
 
 def test_every_heuristic_is_registered_with_a_config_file():
-    from eatbench.compose import conf_dir
+    from eatbench.experiment.compose import conf_dir
 
     for name in HEURISTICS:
         assert name in SCHEDULERS
@@ -40,7 +40,7 @@ def _mean(name, metric, rate=0.07, seeds=range(5), **over):
 
 def test_greedy_runs_the_reward_maximising_launch():
     cfg = compose_experiment(["scheduler=greedy"])
-    from eatbench.runner import build_engine
+    from eatbench.experiment.runner import build_engine
 
     engine = build_engine(cfg)
     engine.next_decision()

@@ -12,14 +12,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("stable_baselines3")
 
-from eatbench.compose import compose_experiment  # noqa: E402
-from eatbench.config import ConfigError, validate  # noqa: E402
-from eatbench.env import EdgeAIGCEnv  # noqa: E402
-from eatbench.runner import build_engine, run_experiment  # noqa: E402
-from eatbench.schedulers.rl.presets import ARCHS, SET_ARCHS  # noqa: E402
-from eatbench.schedulers.rl.scenarios import ScenarioSampler, mean_task_seconds  # noqa: E402
+from eatbench.core.config import ConfigError, validate  # noqa: E402
+from eatbench.experiment.compose import compose_experiment  # noqa: E402
+from eatbench.experiment.runner import build_engine, run_experiment  # noqa: E402
 from eatbench.schedulers.rl.set_networks import SetActorNet, SetQNet  # noqa: E402
-from eatbench.tokens import TOKEN, TokenEncoder  # noqa: E402
+from eatbench.schedulers.rl.tokens import TOKEN, TokenEncoder  # noqa: E402
+from eatbench.training.env import EdgeAIGCEnv  # noqa: E402
+from eatbench.training.presets import ARCHS, SET_ARCHS  # noqa: E402
+from eatbench.training.scenarios import ScenarioSampler, mean_task_seconds  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -139,7 +139,7 @@ def test_a_fixed_layout_checkpoint_may_not_claim_any_cluster_size(tmp_path):
 
 
 def test_the_campaign_refuses_an_unknown_scheduler(capsys):
-    from eatbench.schedulers.rl.campaign import main
+    from eatbench.training.campaign import main
 
     with pytest.raises(SystemExit):
         main(["--archs", "eat_set,greedy"])
@@ -147,7 +147,7 @@ def test_the_campaign_refuses_an_unknown_scheduler(capsys):
 
 
 def test_set_layout_needs_a_set_architecture():
-    from eatbench.schedulers.rl.train import train
+    from eatbench.training.train import train
 
     with pytest.raises(ConfigError, match=r"train.layout='paper' is invalid for scheduler 'eat_set'"):
         train(_cfg("scheduler=eat_set"))
@@ -161,7 +161,7 @@ TINY = ["cluster.name=tiny2", "cluster.servers=[paper_gpu,paper_gpu]", "workload
 @pytest.fixture(scope="module")
 def trained_eat(tmp_path_factory):
     """eat_set trained briefly on a 2-server cluster (the real training path, set layout)."""
-    from eatbench.schedulers.rl.train import train
+    from eatbench.training.train import train
 
     out = tmp_path_factory.mktemp("set-train")
     cfg = _cfg(
@@ -183,7 +183,7 @@ def trained_eat(tmp_path_factory):
 
 def test_training_over_scenarios_runs(tmp_path):
     """The size-agnostic training path (``+train=set``: scenario draws, 4 envs) end to end."""
-    from eatbench.schedulers.rl.train import train
+    from eatbench.training.train import train
 
     cfg = _cfg(
         "scheduler=sac_set",
@@ -215,7 +215,7 @@ def test_short_training_beats_random_on_a_tiny_cluster(trained_eat):
     """EAT itself (not only SAC): a few thousand steps on a 2-server cluster beat Random on
     the paper reward it is trained for, by a margin that holds across seeds: the paired
     difference over 12 workload seeds has its 95% interval above 5% of Random's reward."""
-    from eatbench.stats import paired_difference
+    from eatbench.core.stats import paired_difference
 
     _, result = trained_eat
     learned = _cfg("scheduler=eat_set", f"checkpoint={result.policy_path}", *TINY)

@@ -11,16 +11,16 @@ import sys
 import pytest
 
 from eatbench.cli import main
-from eatbench.compose import REPO_ROOT, compose_experiment
-from eatbench.config import ConfigError, validate
-from eatbench.runner import check_registered, run_dir, run_experiment
+from eatbench.core.config import ConfigError, validate
+from eatbench.experiment.compose import REPO_ROOT, compose_experiment
+from eatbench.experiment.runner import check_registered, run_dir, run_experiment
 
 
 def test_config_module_imports_no_registry():
     code = (
-        "import sys, eatbench.config, eatbench.compose; "
+        "import sys, eatbench.core.config, eatbench.experiment.compose; "
         "print(sorted(m for m in sys.modules if m.startswith(('eatbench.schedulers', 'eatbench.backends', "
-        "'eatbench.profiles', 'eatbench.engine', 'eatbench.runner'))))"
+        "'eatbench.engine.profiles', 'eatbench.engine.loop', 'eatbench.experiment.runner'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert out.stdout.strip() == "[]"
@@ -113,7 +113,7 @@ def test_learned_schedulers_are_defined_once():
 
 
 def test_profile_csv_has_one_writer(tmp_path):
-    from eatbench.profiles import PROFILE_COLUMNS, LatencyProfile, paper_profile, write_profile_csv
+    from eatbench.engine.profiles import PROFILE_COLUMNS, LatencyProfile, paper_profile, write_profile_csv
 
     path = tmp_path / "p.csv"
     paper_profile().to_csv(path, comment="note")
@@ -130,7 +130,7 @@ def test_gpu_backend_settings_are_typed_with_the_backends_defaults():
     import inspect
 
     from eatbench.backends.gpu.backend import GpuBackend
-    from eatbench.config import BackendConfig
+    from eatbench.core.config import BackendConfig
 
     init = inspect.signature(GpuBackend.__init__).parameters
     assert BackendConfig().settings() == {n: p.default for n, p in init.items() if n not in ("self", "context")}
@@ -157,7 +157,7 @@ def test_settings_are_checked_once_and_inert_ones_refused(overrides, message):
 
 
 def test_result_files_from_before_the_typed_settings_still_load():
-    from eatbench.config import config_to_dict, to_experiment_config
+    from eatbench.core.config import config_to_dict, to_experiment_config
 
     data = config_to_dict(compose_experiment(["backend=gpu", "backend.random_init=tiny"]))
     legacy = {**data, "backend": {"name": "gpu", "params": {"random_init": "tiny", "devices": "cpu"}}}
@@ -166,7 +166,7 @@ def test_result_files_from_before_the_typed_settings_still_load():
 
 
 def test_result_files_keep_the_backend_shape_and_read_back():
-    from eatbench.config import config_to_dict, to_experiment_config
+    from eatbench.core.config import config_to_dict, to_experiment_config
 
     sim = compose_experiment()
     assert config_to_dict(sim)["backend"] == {"name": "sim", "params": {}}

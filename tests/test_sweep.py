@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-import eatbench.runner as runner
-from eatbench.compose import compose_experiment
-from eatbench.config import ConfigError
-from eatbench.sweep import check_checkpoint, plan, quick_grid, run_sweep, variant_name
+import eatbench.experiment.runner as runner
+from eatbench.core.config import ConfigError
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.sweep import check_checkpoint, plan, quick_grid, run_sweep, variant_name
 
 
 def test_plan_expands_points_and_schedulers_and_overrides_fix_keys():
@@ -97,7 +97,7 @@ def test_missing_checkpoint_is_a_clear_error():
 
 
 def test_module_cli_runs_a_quick_sweep(tmp_path, capsys):
-    from eatbench.sweep import main
+    from eatbench.experiment.sweep import main
 
     assert (
         main(["paper_rates", "--quick", "--root", str(tmp_path), "-o", "scheduler=greedy", "-o", "workload.rate=0.07"])

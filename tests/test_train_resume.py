@@ -22,10 +22,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("stable_baselines3")
 
-from eatbench.compose import REPO_ROOT, compose_experiment  # noqa: E402
-from eatbench.config import ConfigError  # noqa: E402
+from eatbench.core.config import ConfigError  # noqa: E402
+from eatbench.experiment.compose import REPO_ROOT, compose_experiment  # noqa: E402
 from eatbench.schedulers.rl import checkpoint as ckpt  # noqa: E402
-from eatbench.schedulers.rl import train as train_mod  # noqa: E402
+from eatbench.training import train as train_mod  # noqa: E402
 
 torch.set_num_threads(1)
 ARGS = [
@@ -170,8 +170,9 @@ def test_damaged_or_old_checkpoints_are_refused_with_a_clear_message(reference, 
 
 KILL_SCRIPT = """
 import os, signal, sys
-from eatbench.compose import compose_experiment
-from eatbench.schedulers.rl import checkpoint, train
+from eatbench.experiment.compose import compose_experiment
+from eatbench.schedulers.rl import checkpoint
+from eatbench.training import train
 
 def fault(point, **info):  # SIGKILL while the step-40 checkpoint is being written
     if point == "file-written" and info["step"] == 40 and info["name"] == "replay.pkl":
@@ -222,7 +223,7 @@ def test_cli_ctrl_c_exits_130_with_one_line_saying_how_to_resume(reference, tmp_
 def test_a_run_killed_while_writing_records_leaves_no_file_taken_as_valid(tmp_path, monkeypatch):
     """records.csv and summary.json are each written to a temporary file and renamed; a
     kill mid-write leaves only a hidden temporary file, and the rerun redoes the run."""
-    from eatbench import runner
+    from eatbench.experiment import runner
 
     cfg = compose_experiment(["scheduler=fifo", "workload.n_tasks=12", f"output.root={tmp_path}"])
     real_replace = os.replace
@@ -275,8 +276,8 @@ def test_resume_false_starts_over_and_leaves_no_old_checkpoint(tmp_path, capsys)
 
 
 def test_ctrl_c_during_eatbench_run_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
-    from eatbench import runner
     from eatbench.cli import main
+    from eatbench.experiment import runner
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

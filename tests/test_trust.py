@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eatbench.compose import compose_experiment
-from eatbench.engine import Decision
-from eatbench.runner import run_experiment, slo_reference_kind
+from eatbench.core.stats import mean_interval, paired_difference, paired_reduction
+from eatbench.engine.loop import Decision
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import run_experiment, slo_reference_kind
 from eatbench.schedulers import Scheduler
-from eatbench.stats import mean_interval, paired_difference, paired_reduction
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,8 +69,8 @@ def test_slo_reference_kind_breaks_ties_by_cluster_order_not_hash_order():
 
 _RECORDS_SCRIPT = """
 import json, sys
-from eatbench.compose import compose_experiment
-from eatbench.runner import run_experiment
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import run_experiment
 out = []
 for overrides in json.loads(sys.argv[1]):
     res = run_experiment(compose_experiment(overrides), write=False)
@@ -139,7 +139,7 @@ def test_paired_intervals_separate_a_consistent_difference_and_not_noise():
 
 
 def test_report_refuses_the_committed_folder_from_a_dirty_tree(monkeypatch, tmp_path):
-    from eatbench import provenance
+    from eatbench.core import provenance
     from eatbench.report import markdown
 
     monkeypatch.setattr(provenance, "git_revision", lambda: "abc123-dirty")
@@ -157,7 +157,7 @@ def test_report_refuses_the_committed_folder_from_a_dirty_tree(monkeypatch, tmp_
 def test_training_seed_aggregates_use_rliables_iqm_and_probability_of_improvement():
     from scipy.stats import trim_mean
 
-    from eatbench.stats import iqm_interval, probability_of_improvement
+    from eatbench.core.stats import iqm_interval, probability_of_improvement
 
     scores = [10.0, 12.0, 11.0, 30.0, 9.0, 10.5]  # one outlier seed
     iv = iqm_interval(scores)

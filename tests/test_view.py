@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from eatbench.backends.base import BackendContext
 from eatbench.backends.sim import SimBackend
-from eatbench.cluster import Cluster
-from eatbench.config import ClusterConfig, EngineConfig, GpuKindConfig
-from eatbench.engine import Decision, Engine
-from eatbench.profiles import PaperQuality, paper_profile
+from eatbench.core.config import ClusterConfig, EngineConfig, GpuKindConfig
+from eatbench.core.tasks import Task
+from eatbench.engine.backend import BackendContext
+from eatbench.engine.cluster import Cluster
+from eatbench.engine.loop import Decision, Engine
+from eatbench.engine.profiles import PaperQuality, paper_profile
+from eatbench.engine.view import EngineView
 from eatbench.schedulers.base import Scheduler
-from eatbench.tasks import Task
-from eatbench.view import EngineView
 
 
 def _engine(tasks: list[Task], n: int = 4) -> Engine:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from eatbench.experiment.sweep import run_sweep
 from eatbench.report.wandb_log import HISTORY_METRICS, log_experiments, read_jsonl, run_id
 from eatbench.report.wandb_read import find_runs, read_run
-from eatbench.sweep import run_sweep
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import statistics
 import numpy as np
 import pytest
 
-from eatbench.config import ConfigError, WorkloadConfig
-from eatbench.workload import generate_tasks, load_prompts
+from eatbench.core.config import ConfigError, WorkloadConfig
+from eatbench.engine.workload import generate_tasks, load_prompts
 
 
 def _tasks(seed=0, **kw):

@@ -1,7 +1,7 @@
 """Execution backends, looked up by name (``backend=sim`` or ``backend=gpu``)."""
 
-from eatbench.backends.base import Backend, BackendContext, Job, JobResult
-from eatbench.registry import Registry
+from eatbench.core.registry import Registry
+from eatbench.engine.backend import Backend, BackendContext, Job, JobResult
 
 BACKENDS: Registry[Backend] = Registry("backend")
 

@@ -6,7 +6,7 @@ import heapq
 import math
 
 from eatbench.backends import BACKENDS
-from eatbench.backends.base import Backend, BackendContext, Job, JobResult
+from eatbench.engine.backend import Backend, BackendContext, Job, JobResult
 
 
 @BACKENDS.register("sim")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eatbench.stats import mean_interval, paired_difference, paired_reduction
+from eatbench.core.stats import mean_interval, paired_difference, paired_reduction
 
 #: columns that identify a run (everything else in ``load_runs`` is a metric or a setting).
 ID_COLUMNS = ("experiment", "scheduler", "point", "seed")

@@ -1,7 +1,7 @@
 """``eatbench report`` and ``eatbench sweep`` (imported by ``eatbench.cli`` on start).
 
 Where things go (the same default for every command, ``eatbench run``, ``eatbench run -m``,
-``eatbench sweep``, ``python -m eatbench.sweep``, ``pytest benchmarks``, ``eatbench report``
+``eatbench sweep``, ``python -m eatbench.experiment.sweep``, ``pytest benchmarks``, ``eatbench report``
 and the nox sessions): result files in ``output.root`` (default ``reports/results``), the
 report (``REPORT.md``, ``figures/``, ``data/``, W&B runs) in :func:`report_dir_for` of it:
 ``DIR/results`` -> ``DIR`` (so ``reports/``); any other root (or one directly in the current
@@ -14,7 +14,7 @@ directory) -> ``<root>/report``, never the current directory.
   its definition (offline JSON). The committed report (``reports/``) is refused from a tree
   with uncommitted changes unless ``+allow_dirty=true`` (its first line then says so).
 - ``eatbench sweep +experiment=NAME [overrides...]``: run the experiment's whole grid
-  in-process with a progress bar and resume (``python -m eatbench.sweep`` adds ``--quick``
+  in-process with a progress bar and resume (``python -m eatbench.experiment.sweep`` adds ``--quick``
   and ``--seeds``). ``eatbench run -m +experiment=NAME`` runs the same grid through a
   Hydra launcher instead.
 """
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from eatbench.commands import OPTIONS, command
-from eatbench.config import ConfigError
+from eatbench.core.commands import OPTIONS, command
+from eatbench.core.config import ConfigError
 
 DEFAULT_REPORT_DIR = Path("reports")
 DEFAULT_ROOT = DEFAULT_REPORT_DIR / "results"
@@ -95,7 +95,7 @@ def report_command(raw: DictConfig) -> object:
 
 @command("sweep", "run an experiment's grid in-process with progress and resume (+experiment=NAME)", takes_sweeps=True)
 def sweep_command(raw: DictConfig) -> object:
-    from eatbench.sweep import run_sweep
+    from eatbench.experiment.sweep import run_sweep
 
     overrides = _task_overrides()
     experiment = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "+experiment"), None)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from eatbench.core.stats import paired_difference, paired_reduction
 from eatbench.report import aggregate as agg_mod
 from eatbench.report.aggregate import fmt_ci
-from eatbench.stats import paired_difference, paired_reduction
 
 HELDOUT = "heldout"
 #: the target's reference schedulers and threshold (mean response within 10% of EarliestFinish).
@@ -43,7 +43,7 @@ def point_labels(folder: Path | None = None) -> dict[float, str]:
     from omegaconf import OmegaConf
 
     if folder is None:
-        from eatbench.compose import conf_dir
+        from eatbench.experiment.compose import conf_dir
 
         folder = conf_dir() / "experiment" / HELDOUT
     out: dict[float, str] = {}

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from eatbench.metrics import CENSORING_NOTE
+from eatbench.core.metrics import CENSORING_NOTE
+from eatbench.core.stats import MIN_SEEDS, N_RESAMPLES
 from eatbench.report import aggregate as agg_mod
 from eatbench.report.aggregate import TABLE_METRICS, base_experiment, fmt_ci
 from eatbench.report.seeds import SEED_EXPERIMENT, seeds_section
-from eatbench.stats import MIN_SEEDS, N_RESAMPLES
 
 #: the committed report's folder; it is only ever written from a clean tree.
 COMMITTED_REPORT_DIR = Path(__file__).resolve().parents[2] / "reports"
@@ -207,7 +207,7 @@ The paper's released code has known defects (listed in the project's design note
 | 1 | Training ignores the configured arrival rate (always 0.5 tasks/s). | Each training episode draws its rate uniformly from `train.rate_low..rate_high` (0.01..0.11); evaluation uses the configured rate. |
 | 2 | Every training episode replays the same workload (reseeded on reset). | Every training episode draws a new workload seed; evaluation seeds are disjoint from training seeds. |
 | 3 | Greedy's action slots are swapped: it always runs the maximum steps. | `greedy` is a real one-step look-ahead on the paper reward over (task, steps, k). |
-| 4 | Observations are unnormalised and carry absolute time. | Times are relative to now and scaled; features are clipped (`eatbench/env.py`). |
+| 4 | Observations are unnormalised and carry absolute time. | Times are relative to now and scaled; features are clipped (`eatbench/training/env.py`). |
 | 5 | Steps are fractional in simulation, floored on the real system. | Steps are integers in [`engine.min_steps`, `engine.max_steps`] on both backends. |
 | 6 | A single seed everywhere; no confidence intervals. | 30 evaluation seeds per point (paired: a seed is one task stream shared by every scheduler); 95% BCa bootstrap intervals over seeds; reductions and pairwise differences paired by seed. |
 | 7 | The real system renders 1440x1440 while the simulator assumes 512x512. | The sim uses the profile measured at 1440x1440 and tasks are 1440x1440; the GPU backend uses measured profiles at its own resolutions. |
@@ -236,7 +236,7 @@ def write_report(
     :returns: the path of ``REPORT.md``.
     :raises ReportError: the committed report from a dirty tree without ``allow_dirty``.
     """
-    from eatbench.provenance import git_revision
+    from eatbench.core.provenance import git_revision
 
     report_dir = Path(report_dir)
     revision = git_revision()
@@ -760,7 +760,10 @@ def _oracle_table(dist: pd.DataFrame, orc: pd.DataFrame) -> list[str]:
 def _oracle_lines(runs: pd.DataFrame) -> list[str]:
     orc = _oracle_runs(runs)
     if orc.empty:
-        return ["No oracle results (install `eatbench[oracle]` and run `python -m eatbench.sweep oracle_gap`).", ""]
+        return [
+            "No oracle results (install `eatbench[oracle]` and run `python -m eatbench.experiment.sweep oracle_gap`).",
+            "",
+        ]
     dist = oracle_distance(runs, orc)
     optimal = int(orc["oracle_optimal"].sum()) if "oracle_optimal" in orc else 0
     return [
@@ -782,7 +785,7 @@ def _oracle_distance_lines(sub: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         return [
             "### T1c: distance from the clairvoyant optimum",
             "",
-            "No oracle results: run `python -m eatbench.sweep oracle_gap` (needs `eatbench[oracle]`; about a minute "
+            "No oracle results: run `python -m eatbench.experiment.sweep oracle_gap` (needs `eatbench[oracle]`; about a minute "
             "of one core per episode) and regenerate.",
             "",
         ]
@@ -805,7 +808,7 @@ OURS_FOR_AUTHORS = {"authors_eat": "eat", "authors_dsac": "dsac", "authors_sac":
 AUTHORS_HOWTO = (
     "To produce it: fetch the release (github.com/zzf1955/EAT), put `adsac_policy.pth`, `dsac_policy.pth` and "
     "`sac_policy.pth` from `EAT Simu/res_policy/2_0.05_0.05_4_10_[1, 2, 4]/` in one folder, then "
-    "`EATBENCH_EAT_RELEASE=<folder> python -m eatbench.sweep authors --jobs 2` and `eatbench report` "
+    "`EATBENCH_EAT_RELEASE=<folder> python -m eatbench.experiment.sweep authors --jobs 2` and `eatbench report` "
     '(README, "The authors\' policies").'
 )
 

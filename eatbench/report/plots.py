@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from eatbench.stats import mean_interval, metric_bounds  # noqa: E402
+from eatbench.core.stats import mean_interval, metric_bounds  # noqa: E402
 
 #: display names of schedulers (registry name -> label).
 LABELS = {

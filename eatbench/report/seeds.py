@@ -16,8 +16,8 @@ which ``nox -s reproduce`` calls after the sweep and before ``eatbench report``.
 Score of one training seed = the mean over held-out points and workload seeds of
 EarliestFinish's mean response / the agent's (1 = EarliestFinish's level, higher is better).
 T2 reports rliable's interquartile mean of the scores over training seeds with its 95%
-bootstrap interval (:func:`eatbench.stats.iqm_interval`), and the probability of improvement
-of ``eat_set`` over each other size-agnostic agent (:func:`eatbench.stats.probability_of_improvement`).
+bootstrap interval (:func:`eatbench.core.stats.iqm_interval`), and the probability of improvement
+of ``eat_set`` over each other size-agnostic agent (:func:`eatbench.core.stats.probability_of_improvement`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def seed_checkpoints(checkpoint_dir: str | Path = agg_mod.CHECKPOINT_DIR) -> dic
 
 def heldout_points() -> list[str]:
     """The held-out variants the ``heldout`` experiment sweeps (``c24_u50``, ...)."""
-    from eatbench.compose import compose_raw, sweep_params
+    from eatbench.experiment.compose import compose_raw, sweep_params
 
     params = sweep_params(compose_raw((), HELDOUT))
     key = next(k for k in params if k.lstrip("+~") == f"experiment/{HELDOUT}")
@@ -78,7 +78,7 @@ def evaluate_training_seeds(
     workload seeds ``0..seeds-1`` (``points``: a subset of the held-out variants; default all);
     finished runs are skipped. Returns counts: ``run``,
     ``reused``, ``checkpoints``, ``skipped`` (checkpoints that failed to load)."""
-    from eatbench import sweep
+    from eatbench.experiment import sweep
 
     ckpts = seed_checkpoints(checkpoint_dir)
     allowed = heldout_points()
@@ -167,9 +167,9 @@ def seed_scores(runs: pd.DataFrame) -> pd.DataFrame:
 def robustness_lines(scores: pd.DataFrame) -> list[str]:
     """The T2 table (IQM [95% interval] per agent, each seed's score) and the probability of
     improvement of ``eat_set`` over each other agent."""
+    from eatbench.core.stats import iqm_interval
     from eatbench.report.markdown import markdown_table
     from eatbench.report.plots import label
-    from eatbench.stats import iqm_interval
 
     rows, per = [], {}
     for sched in [a for a in SET_AGENTS if a in set(scores["scheduler"])]:
@@ -204,7 +204,7 @@ def robustness_lines(scores: pd.DataFrame) -> list[str]:
 
 
 def _poi(x: Sequence[float], y: Sequence[float]) -> float:
-    from eatbench.stats import probability_of_improvement
+    from eatbench.core.stats import probability_of_improvement
 
     return probability_of_improvement(x, y, lower_is_better=False)
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from eatbench.runner import RunResult
-    from eatbench.sweep import SweepResult
+    from eatbench.experiment.runner import RunResult
+    from eatbench.experiment.sweep import SweepResult
 
 #: metrics of the terminal summary: (title, metric).
 SUMMARY_METRICS = (
@@ -75,7 +75,7 @@ class EatbenchSession:
 
     def seed_count(self) -> int:
         """The number of seeds per point this session's sweeps use."""
-        from eatbench.sweep import QUICK_SEEDS
+        from eatbench.experiment.sweep import QUICK_SEEDS
 
         return min(self.options.seeds, QUICK_SEEDS) if self.options.quick else self.options.seeds
 
@@ -91,7 +91,7 @@ class EatbenchSession:
 
     def sweep(self, experiment: str | None = None, extra: tuple[str, ...] = ()) -> SweepResult:
         """Run (or reuse) the sweep of ``experiment`` (default: ``--eat-experiment``)."""
-        from eatbench.sweep import run_sweep, swept_keys, variant_name
+        from eatbench.experiment.sweep import run_sweep, swept_keys, variant_name
 
         experiment = experiment or self.options.experiment
         overrides = self.overrides(extra)
@@ -217,7 +217,7 @@ def _merged(old: SweepRecord | None, new: SweepRecord) -> SweepRecord:
     """Two sweeps of one result set (other schedulers or seeds) as one record."""
     if old is None:
         return new
-    from eatbench.sweep import SweepResult
+    from eatbench.experiment.sweep import SweepResult
 
     a, b = old.result, new.result
     merged = SweepResult(

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eatbench.config import WANDB_MODES
+from eatbench.core.config import WANDB_MODES
 from eatbench.report.aggregate import TABLE_METRICS, load_meta, load_runs
 
 PROJECT = "eatbench"

@@ -11,7 +11,7 @@ from eatbench.schedulers import oracle as _oracle  # noqa: F401  (registers; OR-
 from eatbench.schedulers.base import SCHEDULERS, Scheduler, is_learned, learned_names
 
 if TYPE_CHECKING:
-    from eatbench.config import SchedulerConfig
+    from eatbench.core.config import SchedulerConfig
 
 __all__ = ["SCHEDULERS", "Scheduler", "is_learned", "learned_names", "register_target"]
 from eatbench.schedulers import authors as _authors  # noqa: F401,E402  (registers the release's actors)
@@ -23,7 +23,7 @@ def register_target(config: SchedulerConfig) -> None:
     its path) as ``config.name``; nothing to do without a ``_target_``. Idempotent, so every
     process that builds the config (a sweep's workers too) can call it.
 
-    :raises eatbench.registry.UnknownNameError: "scheduler._target_=... is invalid; allowed: ...".
+    :raises eatbench.core.registry.UnknownNameError: "scheduler._target_=... is invalid; allowed: ...".
     """
     if config._target_:
         SCHEDULERS.register_target(config.name, config._target_, Scheduler, "scheduler")

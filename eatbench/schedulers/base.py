@@ -1,5 +1,5 @@
 """The scheduler protocol. A scheduler sees the engine through its read-only
-``EngineView`` (``eatbench.view``) at each decision epoch and returns a ``Decision`` to
+``EngineView`` (``eatbench.engine.view``) at each decision epoch and returns a ``Decision`` to
 launch one task, or ``None`` to wait for the next epoch."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from eatbench.registry import Registry
+from eatbench.core.registry import Registry
 
 if TYPE_CHECKING:
-    from eatbench.config import ExperimentConfig
-    from eatbench.engine import Decision
-    from eatbench.tasks import Task
-    from eatbench.view import EngineView
+    from eatbench.core.config import ExperimentConfig
+    from eatbench.core.tasks import Task
+    from eatbench.engine.loop import Decision
+    from eatbench.engine.view import EngineView
 
 
 class Scheduler(ABC):

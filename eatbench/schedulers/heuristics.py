@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import heapq
 
-from eatbench.engine import Decision
-from eatbench.placement import candidate_gangs
+from eatbench.engine.loop import Decision
+from eatbench.engine.placement import candidate_gangs
+from eatbench.engine.view import EngineView
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
-from eatbench.view import EngineView
 
 
 @SCHEDULERS.register("fifo")

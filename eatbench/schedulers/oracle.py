@@ -43,12 +43,12 @@ import itertools
 import math
 import time
 
-from eatbench.backends.base import BackendContext
 from eatbench.backends.sim import SimBackend
-from eatbench.engine import Decision, Engine
+from eatbench.core.tasks import Task, TaskState
+from eatbench.engine.backend import BackendContext
+from eatbench.engine.loop import Decision, Engine
+from eatbench.engine.view import EngineView
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
-from eatbench.tasks import Task, TaskState
-from eatbench.view import EngineView
 
 OBJECTIVES = ("response", "reward")
 REWARD_SCALE = 10_000  # reward units per unit of the paper reward in the reward model

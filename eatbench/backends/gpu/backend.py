@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from eatbench.backends.base import Backend, BackendContext, Job, JobResult
 from eatbench.backends.gpu.pipelines import (
     DTYPES,
     RANDOM_INIT_CHOICES,
@@ -61,7 +60,8 @@ from eatbench.backends.gpu.worker import (
     save_image,
     worker_main,
 )
-from eatbench.cluster import Residency
+from eatbench.engine.backend import Backend, BackendContext, Job, JobResult
+from eatbench.engine.cluster import Residency
 
 
 class BackendParamError(ValueError):

@@ -40,7 +40,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from eatbench.profiles import PROFILE_COLUMNS, write_profile_csv
+from eatbench.engine.profiles import PROFILE_COLUMNS, write_profile_csv
 
 
 def _slug(name: str) -> str:
@@ -92,10 +92,10 @@ def measure_profile(
     """
     import math as _m
 
-    from eatbench.backends.base import BackendContext, Job
     from eatbench.backends.gpu.backend import GpuBackend
-    from eatbench.cluster import Cluster
-    from eatbench.tasks import Task
+    from eatbench.core.tasks import Task
+    from eatbench.engine.backend import BackendContext, Job
+    from eatbench.engine.cluster import Cluster
 
     own = backend is None
     if own:

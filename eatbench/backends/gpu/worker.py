@@ -613,7 +613,7 @@ def run_task(state: _State, cfg: WorkerConfig, spec: RunTask, started: Any) -> d
             payload["image"] = np.asarray(image.convert("RGB"), dtype=np.uint8)
         t_q = time.perf_counter()
         if spec.clip_model_path and spec.model.random_init is None:
-            from eatbench.quality import clip_scores
+            from eatbench.backends.gpu.quality import clip_scores
 
             payload["quality"] = clip_scores([image], [spec.prompt], spec.clip_model_path, device=cfg.device)[0]
         if spec.check_psnr and spec.world > 1:

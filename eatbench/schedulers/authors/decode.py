@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from eatbench.engine import Decision
+from eatbench.engine.loop import Decision
 
 if TYPE_CHECKING:
-    from eatbench.view import EngineView
+    from eatbench.engine.view import EngineView
 
 #: the release's ``max_draw_steps``: steps = 32 x u[1].
 MAX_DRAW_STEPS = 32

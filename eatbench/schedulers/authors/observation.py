@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from eatbench.view import EngineView
+    from eatbench.engine.view import EngineView
 
 #: the release's clock reads 1 s when the episode starts.
 CLOCK_START = 1.0

@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eatbench.config import server_kinds
+from eatbench.core.config import server_kinds
 from eatbench.schedulers.authors.decode import decode
 from eatbench.schedulers.authors.observation import ReleaseObservation
 from eatbench.schedulers.base import SCHEDULERS, Scheduler
@@ -24,9 +24,9 @@ from eatbench.schedulers.rl.checkpoint import FORMAT as EATBENCH_FORMAT
 from eatbench.schedulers.rl.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
-    from eatbench.config import ExperimentConfig
-    from eatbench.engine import Decision
-    from eatbench.view import EngineView
+    from eatbench.core.config import ExperimentConfig
+    from eatbench.engine.loop import Decision
+    from eatbench.engine.view import EngineView
 
 RELEASE_REPO = "https://github.com/zzf1955/EAT"
 RELEASE_FILES = {

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eatbench.config import ConfigError
+from eatbench.core.config import ConfigError
 
 FORMAT = "eatbench-policy/1"
 TRAIN_FORMAT = "eatbench-train-checkpoint/1"

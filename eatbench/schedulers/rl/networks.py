@@ -1,6 +1,6 @@
 """Pure-torch building blocks of the learned schedulers' actors (no SB3 here).
 
-``StateEncoder`` turns a flat observation (``rows x FEATURES``, see ``eatbench.env``)
+``StateEncoder`` turns a flat observation (``rows x FEATURES``, see ``eatbench.training.env``)
 into the features the SAC Gaussian head reads:
 
 - optional self-attention over the state rows (``RowAttention``): the paper's
@@ -166,7 +166,7 @@ class StateEncoder(nn.Module):
     """Observation -> actor features: [attention] then [diffusion chain].
 
     :param obs_dim: flat observation size (``rows * features``).
-    :param features: numbers per row (``eatbench.env.FEATURES``).
+    :param features: numbers per row (``eatbench.schedulers.rl.encoding.FEATURES``).
     :param spec: the architecture.
     """
 

@@ -1,9 +1,10 @@
-"""Learned schedulers: a trained actor decides through the env's own encoding.
+"""Learned schedulers: a trained actor decides through the training env's own encoding
+(``eatbench.schedulers.rl.encoding``).
 
 Two families: the paper's fixed layout (``eat``, ``dsac``, ``sac``, ablations; one
 checkpoint per cluster size) and the size-agnostic token networks (``eat_set``,
 ``dsac_set``, ``sac_set``, ``eat_nodiff_set``: ours, one checkpoint for every cluster;
-``eatbench.tokens``). ``scheduler=eat`` with ``checkpoint: auto`` on a cluster without a
+``eatbench.schedulers.rl.tokens``). ``scheduler=eat`` with ``checkpoint: auto`` on a cluster without a
 shipped fixed-layout checkpoint runs the size-agnostic ``eat_set`` checkpoint, and its
 summary's ``scheduler_provenance`` says so.
 
@@ -23,9 +24,9 @@ from eatbench.schedulers.rl.checkpoint import CheckpointError, PolicyMeta, load_
 if TYPE_CHECKING:
     import numpy as np
 
-    from eatbench.config import ExperimentConfig
-    from eatbench.engine import Decision
-    from eatbench.view import EngineView
+    from eatbench.core.config import ExperimentConfig
+    from eatbench.engine.loop import Decision
+    from eatbench.engine.view import EngineView
 
 
 class LearnedScheduler(Scheduler):
@@ -79,24 +80,24 @@ class LearnedScheduler(Scheduler):
         self.load_state(meta, state, cfg, source=path)
 
     def load_state(self, meta: PolicyMeta, state: dict, cfg: ExperimentConfig, source: str = "<memory>") -> None:
-        from eatbench.env import FEATURES, EdgeAIGCEnv
+        from eatbench.schedulers.rl.encoding import FEATURES, make_codec
 
         if meta.arch not in (self.arch, f"{self.arch}_set"):
             raise CheckpointError(f"checkpoint {source!r} holds a {meta.arch!r} policy, not {self.arch!r}")
         if meta.layout == "set":
             self._load_set(meta, state, cfg, source)
             return
-        env = EdgeAIGCEnv(cfg, layout=meta.layout, time_scale=meta.time_scale)
-        n = env.encoder.n_servers
+        encoder, decoder = make_codec(cfg, meta.layout, meta.time_scale)
+        n = encoder.n_servers
         problems = []
         if n != meta.n_servers:
             problems.append(f"it was trained for {meta.n_servers} servers, cluster {cfg.cluster.name!r} has {n}")
-        if env.encoder.window != meta.window:
-            problems.append(f"window {meta.window} != engine.window {env.encoder.window}")
-        if env.observation_space.shape[0] != meta.obs_size or env.action_space.shape[0] != meta.action_size:
+        if encoder.window != meta.window:
+            problems.append(f"window {meta.window} != engine.window {encoder.window}")
+        if encoder.size != meta.obs_size or decoder.size != meta.action_size:
             problems.append(
                 f"observation/action sizes {meta.obs_size}/{meta.action_size} != "
-                f"{env.observation_space.shape[0]}/{env.action_space.shape[0]} (layout {meta.layout})"
+                f"{encoder.size}/{decoder.size} (layout {meta.layout})"
             )
         if problems:
             raise CheckpointError(f"checkpoint {source!r} does not fit this experiment: " + "; ".join(problems))
@@ -108,18 +109,18 @@ class LearnedScheduler(Scheduler):
             net.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise CheckpointError(f"checkpoint {source!r}: weights do not match its architecture ({err})") from err
-        self.meta, self.encoder, self.decoder, self._cfg = meta, env.encoder, env.decoder, cfg
+        self.meta, self.encoder, self.decoder, self._cfg = meta, encoder, decoder, cfg
         self.policy = compile_for_cpu(FusedPolicy(net), meta.obs_size)
         self.path = source
 
     def _load_set(self, meta: PolicyMeta, state: dict, cfg: ExperimentConfig, source: str) -> None:
         """A size-agnostic policy: tokens for this cluster (no padding), any server count."""
 
-        from eatbench.cluster import Cluster
+        from eatbench.engine.cluster import Cluster
+        from eatbench.engine.workload import k_options
         from eatbench.schedulers.rl.networks import ArchSpec, compile_for_cpu
         from eatbench.schedulers.rl.set_networks import SetPolicyNet
-        from eatbench.tokens import TOKEN, TokenActionDecoder, TokenEncoder
-        from eatbench.workload import k_options
+        from eatbench.schedulers.rl.tokens import TOKEN, TokenActionDecoder, TokenEncoder
 
         e = cfg.engine
         if e.window != meta.window:

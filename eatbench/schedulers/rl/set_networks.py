@@ -1,4 +1,4 @@
-"""Size-agnostic actor and critics over the token state of ``eatbench.tokens`` (ours).
+"""Size-agnostic actor and critics over the token state of ``eatbench.schedulers.rl.tokens`` (ours).
 
 Every network reads a flat observation of ``T x TOKEN`` numbers for any ``T`` (tokens
 with ``present`` = 0 are padding and masked out), so one set of weights runs on any
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from eatbench.schedulers.rl.networks import ACTIVATIONS, ArchSpec, DiffusionChain, mlp
-from eatbench.tokens import KIND_COLUMNS, TOKEN
+from eatbench.schedulers.rl.tokens import KIND_COLUMNS, TOKEN
 
 GLOBAL_ACTIONS = 3  # execute, steps, k
 

@@ -13,8 +13,8 @@ import argparse
 import copy
 import statistics
 
-from eatbench.compose import compose_experiment
-from eatbench.runner import run_experiment
+from eatbench.experiment.compose import compose_experiment
+from eatbench.experiment.runner import run_experiment
 
 RATES = (0.01, 0.03, 0.05, 0.07, 0.09, 0.11)
 SCHEDULERS = ("greedy", "earliest_finish", "fifo", "round_robin", "least_loaded", "random")

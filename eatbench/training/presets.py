@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eatbench.env import FEATURES
+from eatbench.schedulers.rl.encoding import FEATURES
 from eatbench.schedulers.rl.networks import ArchSpec
 
 ARCHS: dict[str, ArchSpec] = {

@@ -18,7 +18,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.sac.policies import SACPolicy
 from torch import Tensor, nn
 
-from eatbench.env import FEATURES
+from eatbench.schedulers.rl.encoding import FEATURES
 from eatbench.schedulers.rl.networks import ArchSpec, StateEncoder
 
 

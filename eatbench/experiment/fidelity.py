@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eatbench.config import BackendConfig, ConfigError, config_to_dict, validate
-from eatbench.metrics import TaskRecord, percentile
-from eatbench.provenance import provenance
-from eatbench.runner import check_registered, run_experiment
+from eatbench.core.config import BackendConfig, ConfigError, config_to_dict, validate
+from eatbench.core.metrics import TaskRecord, percentile
+from eatbench.core.provenance import provenance
+from eatbench.experiment.runner import check_registered, run_experiment
 
 #: Target of the fidelity figure on real GPUs (percent, per the project's design brief).
 TARGET_PCT = 10.0

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eatbench.config import ClusterConfig, ExperimentConfig, GpuKindConfig
+from eatbench.core.config import ClusterConfig, ExperimentConfig, GpuKindConfig
 
 #: GPU kinds of the training clusters: name -> speed relative to the paper's GPU
 KINDS: dict[str, float] = {"paper_gpu": 1.0, "fast_gpu": 2.5, "slow_gpu": 0.4}
@@ -55,8 +55,8 @@ def capacity(speeds: list[float], task_seconds: float) -> float:
 def mean_task_seconds(cfg: ExperimentConfig, steps: int = 20) -> float:
     """Mean server-seconds (k x warm duration at ``steps`` steps on the paper GPU) of a
     task of ``cfg.workload`` (k uniform over its ``k_choices``)."""
-    from eatbench.cluster import Cluster
-    from eatbench.profiles import load_profile
+    from eatbench.engine.cluster import Cluster
+    from eatbench.engine.profiles import load_profile
 
     cluster = Cluster.from_config(ClusterConfig(name="ref", gpu_kinds={"paper_gpu": GpuKindConfig()}))
     profile = load_profile(cfg.profile.name, cfg.profile.path, cluster.gpu_kinds)

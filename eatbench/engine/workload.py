@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eatbench.config import ConfigError, ExperimentConfig, WorkloadConfig, csv_number, read_csv_rows, resolve_path
-from eatbench.tasks import Task
+from eatbench.core.config import ConfigError, ExperimentConfig, WorkloadConfig, csv_number, read_csv_rows, resolve_path
+from eatbench.core.tasks import Task
 
-PROMPTS_FILE = Path(__file__).parent / "data" / "prompts.txt"
+PROMPTS_FILE = Path(__file__).resolve().parents[1] / "data" / "prompts.txt"
 
 
 def load_prompts(source: str = "builtin") -> list[str]:

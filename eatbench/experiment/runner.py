@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eatbench.backends import BACKENDS, BackendContext
-from eatbench.cluster import Cluster
-from eatbench.config import (
+from eatbench.core.config import (
     BackendConfig,
     ConfigError,
     ExperimentConfig,
@@ -33,13 +32,14 @@ from eatbench.config import (
     to_experiment_config,
     validate,
 )
-from eatbench.engine import Engine
-from eatbench.metrics import RECORD_FIELDS, TaskRecord
-from eatbench.profiles import PROFILES, QUALITY_CURVES, LatencyProfile, load_profile
-from eatbench.provenance import provenance
-from eatbench.registry import UnknownNameError
+from eatbench.core.metrics import RECORD_FIELDS, TaskRecord
+from eatbench.core.provenance import provenance
+from eatbench.core.registry import UnknownNameError
+from eatbench.engine.cluster import Cluster
+from eatbench.engine.loop import Engine
+from eatbench.engine.profiles import PROFILES, QUALITY_CURVES, LatencyProfile, load_profile
+from eatbench.engine.workload import generate_tasks, k_options  # noqa: F401  (k_options re-exported)
 from eatbench.schedulers import SCHEDULERS, Scheduler, is_learned, register_target
-from eatbench.workload import generate_tasks, k_options  # noqa: F401  (k_options re-exported)
 
 
 @dataclass
@@ -84,7 +84,7 @@ def check_registered(cfg: ExperimentConfig) -> ExperimentConfig:
     before anything is built or any worker starts. Raises ``ConfigError`` naming the field
     and the allowed values; returns ``cfg``.
 
-    ``eatbench.config.validate`` checks everything else; it imports no registry. A
+    ``eatbench.core.config.validate`` checks everything else; it imports no registry. A
     scheduler named by ``scheduler._target_`` (outside the package) is registered here first.
     """
     try:

@@ -131,7 +131,7 @@ class EngineConfig:
 
     ``decision_mode``: ``event`` (a decision epoch at each arrival and completion),
     ``slotted`` (also every ``slot`` seconds while tasks wait) or ``release`` (the paper
-    release's own clock, launch for launch: see ``eatbench.engine.RELEASE_T0``).
+    release's own clock, launch for launch: see ``eatbench.engine.loop.RELEASE_T0``).
     ``window``: how many queued tasks (FIFO) a scheduler sees. Steps are integers in
     [``min_steps``, ``max_steps``].
     """
@@ -154,7 +154,7 @@ class BackendConfig:
     ``gpu`` (diffusers pipelines, one worker process per server), whose typed settings follow.
     A setting the chosen backend does not take must stay at its default (it is refused, not
     ignored); the gpu backend checks the values (model found locally, devices present, ...)
-    once, before any worker starts (``eatbench.runner.check_registered``).
+    once, before any worker starts (``eatbench.experiment.runner.check_registered``).
 
     ``model_path``: a local pipeline directory or a repo id already in the HF cache, or
     ``{model: path}`` per workload model. ``random_init``: ``sd15``/``sdxl``/``tiny`` random
@@ -213,7 +213,7 @@ class OutputConfig:
 @dataclass
 class TrainConfig:
     """Training of learned schedulers (``eatbench train scheduler=eat``); owned by
-    eatbench/schedulers/rl (see ``eatbench.schedulers.rl.train``).
+    eatbench/schedulers/rl (see ``eatbench.training.train``).
 
     ``preset``: SAC hyperparameters (``paper``: the release's; ``tuned``: ours), with
     ``params`` overriding single keys. ``layout``: action layout (``paper`` or
@@ -227,7 +227,7 @@ class TrainConfig:
 
     Size-agnostic training (ours; ``layout: set``, schedulers ``*_set``): ``scenarios:
     mixed`` draws every episode's cluster and load from
-    ``eatbench.schedulers.rl.scenarios.ScenarioSpace`` (``none``: the configured ones);
+    ``eatbench.training.scenarios.ScenarioSpace`` (``none``: the configured ones);
     ``n_envs`` environments step side by side (one policy forward for all of them);
     ``unfinished_penalty`` is subtracted per task left unfinished at an episode's end
     (0: the paper's reward).
@@ -373,7 +373,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
 
     Names looked up in registries (scheduler, backend, profile, quality curve) and the
     backend's own parameters are checked where things are built
-    (``eatbench.runner.check_registered``), so this module imports no registry.
+    (``eatbench.experiment.runner.check_registered``), so this module imports no registry.
 
     Also folds the ``checkpoint`` shorthand into ``scheduler.checkpoint`` (it wins over the
     scheduler file's ``auto``), so everything downstream reads ``scheduler.checkpoint`` only.
@@ -642,7 +642,7 @@ def resolve_path(path: str) -> str:
     p = Path(path)
     if p.is_absolute() or p.exists():
         return str(p)
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for alt in (package / p, package.parent / p):
         if alt.exists():
             return str(alt)

@@ -22,13 +22,13 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from eatbench.backends.base import Backend, Job, JobResult
-from eatbench.cluster import Cluster, Residency
-from eatbench.config import EngineConfig, RewardConfig
-from eatbench.metrics import TaskRecord, summarize
-from eatbench.profiles import LatencyProfile
-from eatbench.tasks import Task, TaskState
-from eatbench.view import EngineView
+from eatbench.core.config import EngineConfig, RewardConfig
+from eatbench.core.metrics import TaskRecord, summarize
+from eatbench.core.tasks import Task, TaskState
+from eatbench.engine.backend import Backend, Job, JobResult
+from eatbench.engine.cluster import Cluster, Residency
+from eatbench.engine.profiles import LatencyProfile
+from eatbench.engine.view import EngineView
 
 FREE = -1
 

@@ -1,6 +1,6 @@
 """Train every size-agnostic learned scheduler over several seeds at one equal budget.
 
-``python -m eatbench.schedulers.rl.campaign --seeds 5 --steps 60000 --jobs 2`` runs
+``python -m eatbench.training.campaign --seeds 5 --steps 60000 --jobs 2`` runs
 ``eatbench train scheduler=<arch> +train=set seed=<s>`` for every arch of
 ``presets.SET_ARCHS`` and seed, ``--jobs`` at a time (one per core, one torch thread
 each), each in its own process. Every run is resumable (``train.resume``): rerunning the
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from eatbench.schedulers.rl.checkpoint import SHIPPED, shipped_path
-from eatbench.schedulers.rl.presets import SET_ARCHS
+from eatbench.training.presets import SET_ARCHS
 
 SEEDS_DIR = SHIPPED / "seeds"
 

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from eatbench.cluster import Cluster
-    from eatbench.config import EngineConfig, RewardConfig
-    from eatbench.engine import Engine, Estimate
-    from eatbench.profiles import LatencyProfile
-    from eatbench.tasks import Task
+    from eatbench.core.config import EngineConfig, RewardConfig
+    from eatbench.core.tasks import Task
+    from eatbench.engine.cluster import Cluster
+    from eatbench.engine.loop import Engine, Estimate
+    from eatbench.engine.profiles import LatencyProfile
 
 #: a warm group: its member servers and the model their pipeline holds
 WarmGroup = tuple[frozenset[int], str]

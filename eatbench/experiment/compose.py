@@ -14,10 +14,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from eatbench.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
+from eatbench.core.config import ConfigError, ExperimentConfig, register_configs, to_experiment_config
 
 #: the installed package's folder (``.../site-packages/eatbench`` or ``<checkout>/eatbench``)
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: a checkout's root (the folder above the package); nothing the package runs depends on it
 REPO_ROOT = PACKAGE_DIR.parent
 #: the module holding the built-in configs (``eatbench/conf/``, shipped in the wheel)
@@ -82,8 +82,8 @@ def compose_raw(overrides: Sequence[str] = (), experiment: str | None = None) ->
 def compose_experiment(overrides: Sequence[str] = (), experiment: str | None = None) -> ExperimentConfig:
     """A validated ``ExperimentConfig`` from ``conf/`` plus Hydra ``overrides``, its
     registry names (scheduler, backend, profile, quality curve) and backend parameters
-    checked too (``eatbench.runner.check_registered``)."""
-    from eatbench.runner import check_registered  # the registries import torch: only when composing
+    checked too (``eatbench.experiment.runner.check_registered``)."""
+    from eatbench.experiment.runner import check_registered  # the registries import torch: only when composing
 
     raw = compose_raw(overrides, experiment)
     data = OmegaConf.to_container(raw, resolve=False)

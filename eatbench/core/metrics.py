@@ -173,8 +173,8 @@ def summarize(
 
 def aggregate_seeds(summaries: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
     """``metric -> {mean, low, high, n}`` across the summaries of several seeds: the mean and
-    its 95% bootstrap interval (:func:`eatbench.stats.mean_interval`)."""
-    from eatbench.stats import mean_interval
+    its 95% bootstrap interval (:func:`eatbench.core.stats.mean_interval`)."""
+    from eatbench.core.stats import mean_interval
 
     keys = [k for k in summaries[0] if isinstance(summaries[0][k], int | float)] if summaries else []
     out = {}

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from eatbench.stats import mean_ci95
+from eatbench.core.stats import mean_ci95
 
 CURVE_COLUMNS = ("steps", "quality", "quality_ci95", "fid", "n")
 

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eatbench.config import ConfigError, csv_number, read_csv_rows
-from eatbench.registry import Registry
+from eatbench.core.config import ConfigError, csv_number, read_csv_rows
+from eatbench.core.registry import Registry
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 PROFILE_COLUMNS = ("gpu_kind", "model", "resolution", "k", "step_s", "fixed_s", "cold_start_s")
 
 

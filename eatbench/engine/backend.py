@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from eatbench.tasks import Task
+from eatbench.core.tasks import Task
 
 if TYPE_CHECKING:
-    from eatbench.cluster import Cluster
-    from eatbench.profiles import LatencyProfile
+    from eatbench.engine.cluster import Cluster
+    from eatbench.engine.profiles import LatencyProfile
 
 
 @dataclass(slots=True, frozen=True)
@@ -109,7 +109,7 @@ class BackendContext:
         a one-kind gang, e.g. the profiler's).
     :param profile: the latency profile used for estimates (``None``: the backend needs
         none, e.g. the gpu backend measuring a profile).
-    :param quality: ``q(steps)``, e.g. an ``eatbench.profiles.QualityCurve`` (the sim
+    :param quality: ``q(steps)``, e.g. an ``eatbench.engine.profiles.QualityCurve`` (the sim
         backend's quality; ``None`` for a backend that measures quality).
     :param seed: the experiment seed.
     :param out_dir: where the backend may write files (images, logs); ``None`` = nowhere.

@@ -11,7 +11,7 @@ listed by an experiment are included when they are registered, have a
 ``conf/scheduler/<name>.yaml`` and their checkpoint exists; otherwise they are skipped and
 the reason is kept in :attr:`SweepResult.skipped`.
 
-Also a command line: ``python -m eatbench.sweep paper_rates --seeds 5 --root reports/results``.
+Also a command line: ``python -m eatbench.experiment.sweep paper_rates --seeds 5 --root reports/results``.
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eatbench.compose import (
+from eatbench.core.config import ConfigError, ExperimentConfig, resolve_path, server_kinds, validate
+from eatbench.experiment.compose import (
     compose_experiment,
     compose_raw,
     conf_dir,
     split_sweep_overrides,
     sweep_params,
 )
-from eatbench.config import ConfigError, ExperimentConfig, resolve_path, server_kinds, validate
-from eatbench.runner import RunResult, load_summary, make_scheduler, run_dir, run_experiment
+from eatbench.experiment.runner import RunResult, load_summary, make_scheduler, run_dir, run_experiment
 from eatbench.schedulers import SCHEDULERS, is_learned
 
 #: every figure experiment, in report order (``--all`` runs these).
@@ -397,7 +397,7 @@ def _write_skipped(folder: Path, skipped: dict[str, str]) -> None:
 def _learned_loads(cfg: ExperimentConfig, cache: dict[tuple, str | None]) -> str | None:
     """``None`` if the learned scheduler of ``cfg`` loads its checkpoint and fits the
     cluster, else why not (cached per scheduler, checkpoint and cluster)."""
-    from eatbench.runner import make_scheduler
+    from eatbench.experiment.runner import make_scheduler
 
     key = (
         cfg.scheduler.name,
@@ -423,8 +423,9 @@ def _progress(total: int, desc: str, enabled: bool | Callable[[int, str], Any]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eatbench.sweep [EXPERIMENT ...|--all] [--seeds N] [--quick] [--root DIR] [-- overrides]``."""
-    parser = argparse.ArgumentParser(prog="python -m eatbench.sweep", description=__doc__.splitlines()[0])
+    """``python -m eatbench.experiment.sweep [EXPERIMENT ...|--all] [--seeds N] [--quick] [--root DIR]
+    [-- overrides]``."""
+    parser = argparse.ArgumentParser(prog="python -m eatbench.experiment.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="conf/experiment names")
     parser.add_argument("--all", action="store_true", help=f"run {', '.join(FIGURE_EXPERIMENTS)}")
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (default: the file's)")

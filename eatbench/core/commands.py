@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from eatbench.config import ExperimentConfig
+    from eatbench.core.config import ExperimentConfig
 
 #: command name -> (one-line help, task function taking the composed config)
 COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {}

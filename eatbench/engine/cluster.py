@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from eatbench.config import ClusterConfig, GpuKindConfig, server_kinds
+from eatbench.core.config import ClusterConfig, GpuKindConfig, server_kinds
 
 
 @dataclass(frozen=True, slots=True)

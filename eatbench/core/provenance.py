@@ -16,7 +16,7 @@ PACKAGES = ("eatbench", "numpy", "torch", "hydra-core", "gymnasium", "stable-bas
 def git_revision() -> str:
     """``HEAD``'s hash (with ``-dirty`` if the tree has changes), or ``unknown`` (also for an
     installed package: its site-packages folder is no checkout, even inside one)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():  # a folder in a checkout (.git/) or a worktree (.git file)
         return "unknown"
     try:

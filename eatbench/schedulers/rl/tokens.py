@@ -1,7 +1,7 @@
 """Size-agnostic (set-based) observation and action of the learned schedulers: ours, not
 the paper's.
 
-The paper's layout (``eatbench.env.ObservationEncoder``) has one row per server, so a
+The paper's layout (``eatbench.schedulers.rl.encoding.ObservationEncoder``) has one row per server, so a
 policy is tied to the server count it was trained for. Here the state is a set of
 tokens, one per visible task and one per server plus one global token, each ``TOKEN``
 numbers wide; a network that attends over tokens (or pools them) runs on any cluster.
@@ -34,13 +34,14 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from eatbench.engine import Decision
-from eatbench.placement import earliest_finish_gang
-from eatbench.view import EngineView
+from eatbench.engine.loop import Decision
+from eatbench.engine.placement import earliest_finish_gang
+from eatbench.engine.view import EngineView
+from eatbench.schedulers.rl.encoding import OBS_CLIP
 
 TOKEN = 9  # numbers per token
 KIND_COLUMNS = 4  # is_task, is_server, is_global, present
-OBS_CLIP = 10.0
+
 K_SCALE = 8.0
 REF_STEPS = 20
 

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from eatbench.config import ConfigError, ExperimentConfig, config_to_dict
+from eatbench.core.config import ConfigError, ExperimentConfig, config_to_dict
 from eatbench.schedulers.rl.checkpoint import (
     PolicyMeta,
     fault_point,
@@ -52,7 +52,7 @@ from eatbench.schedulers.rl.checkpoint import (
     save_policy,
     write_step_checkpoint,
 )
-from eatbench.schedulers.rl.presets import arch_for, sac_kwargs
+from eatbench.training.presets import arch_for, sac_kwargs
 
 EVAL_SEED_BASE = 1_000_000  # evaluation workload seeds: EVAL_SEED_BASE + i (training draws its own)
 CURVE_FIELDS = ("step", "wall_s", "eval_return", "eval_response_mean", "episodes")
@@ -82,11 +82,11 @@ def run_name(cfg: ExperimentConfig) -> str:
 def make_env(cfg: ExperimentConfig, train: bool = True):
     """The training env (rate range or scenario distribution if configured) or the
     evaluation env (the configured rate; for ``scenarios: mixed``, fixed scenario draws)."""
-    from eatbench.env import EdgeAIGCEnv
+    from eatbench.training.env import EdgeAIGCEnv
 
     t = cfg.train
     if t.layout == "set":
-        from eatbench.schedulers.rl.scenarios import ScenarioSampler
+        from eatbench.training.scenarios import ScenarioSampler
 
         return EdgeAIGCEnv(
             cfg,
@@ -132,7 +132,7 @@ def build_model(cfg: ExperimentConfig) -> Any:
     training envs (the paper's fixed layout or the size-agnostic token networks)."""
     from stable_baselines3 import SAC
 
-    from eatbench.schedulers.rl.policies import (
+    from eatbench.training.policies import (
         ActorOnlyExtractorPolicy,
         SetSACPolicy,
         policy_kwargs,
@@ -158,7 +158,7 @@ def train_device() -> str:
 
 def _policy_meta(cfg: ExperimentConfig, env: Any) -> PolicyMeta:
     if cfg.train.layout == "set":  # size-agnostic: no server count, sizes per token
-        from eatbench.tokens import TOKEN
+        from eatbench.schedulers.rl.tokens import TOKEN
 
         return PolicyMeta(
             arch=cfg.scheduler.name,
@@ -188,8 +188,8 @@ def _policy_meta(cfg: ExperimentConfig, env: Any) -> PolicyMeta:
 
 def final_eval(cfg: ExperimentConfig, meta: PolicyMeta, state: dict, seeds: int = 5) -> dict[str, Any]:
     """Evaluate the exported policy through the runner (as ``eatbench run`` does)."""
-    from eatbench.metrics import aggregate_seeds
-    from eatbench.runner import run_experiment
+    from eatbench.core.metrics import aggregate_seeds
+    from eatbench.experiment.runner import run_experiment
     from eatbench.schedulers import SCHEDULERS
 
     summaries = []
@@ -228,7 +228,7 @@ class _Logger:
 
     def write_files(self) -> None:
         """``curve.csv`` and ``curve.json``, each written atomically."""
-        from eatbench.runner import atomic_write_text
+        from eatbench.experiment.runner import atomic_write_text
 
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, lineterminator="\n", extrasaction="ignore")
@@ -340,7 +340,7 @@ def train(cfg: ExperimentConfig, argv: list[str] | None = None) -> TrainResult:
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from eatbench.provenance import provenance
+    from eatbench.core.provenance import provenance
 
     t = cfg.train
     if t.threads:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import heapq
 
-from eatbench.tasks import Task
-from eatbench.view import EngineView
+from eatbench.core.tasks import Task
+from eatbench.engine.view import EngineView
 
 
 def candidate_gangs(view: EngineView, k: int, model: str) -> list[tuple[int, ...]]:
