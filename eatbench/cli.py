@@ -295,8 +295,13 @@ def _explain_compose_error(err: ConfigError) -> str:
         node: object = ExperimentConfig()
         for part in [p for p in parent.split(".") if p]:
             node = getattr(node, part, None)
-        fields = ", ".join(getattr(node, "__dataclass_fields__", {})) or "?"
-        return f"unknown config key {key!r}; allowed here: {fields} (add a key to a free-form dict with +{key}=...)"
+        if isinstance(node, dict) or not hasattr(node, "__dataclass_fields__"):  # free-form (scheduler.params)
+            return (
+                f"unknown config key {key!r}; allowed: keys the chosen {parent.split('.')[0]} config sets "
+                f"under {parent}, or a new one added with +{key}=... (then checked by the {parent.split('.')[0]})"
+            )
+        fields = ", ".join(node.__dataclass_fields__)
+        return f"unknown config key {key!r}; allowed here: {fields}"
     if m := re.search(r"Could not find '([^']+)/([^'/]+)'", msg):
         group, choice = m.group(1), m.group(2)
         tail = msg.split("Available options", 1)[1] if "Available options" in msg else ""

@@ -38,6 +38,13 @@ CASES = [
     ("yaml-syntax", ["run", "cluster=bad_syntax"], None, r"config file .*bad_syntax.yaml line \d+ column \d+: YAML"),
     ("unknown-key", ["run", "workload.ratee=1"], None, r"unknown config key 'workload.ratee'; allowed here: name"),
     ("unknown-key-new", ["run", "+workload.ratee=1"], None, r"unknown config key 'workload.ratee'; allowed here"),
+    (
+        "unknown-free-form-key",
+        ["run", "scheduler=greedy", "scheduler.params.steps=10"],
+        None,
+        r"unknown config key 'scheduler.params.steps'; allowed: keys the chosen scheduler config sets under "
+        r"scheduler.params, or a new one added with \+scheduler.params.steps=",
+    ),
     ("unknown-group", ["run", "scheduler=edf"], None, r"scheduler='edf' is invalid; allowed: .*earliest_finish"),
     ("override-grammar", ["run", "workload.rate=[1,"], None, r"override is invalid .*; allowed: key=value"),
     ("non-number", ["run", "workload.rate=abc"], None, r"workload.rate='abc' is invalid; allowed: a number"),
