@@ -200,3 +200,24 @@ def test_rows_without_a_memory_field_keep_their_old_shape():
     row = ProfileRow("g", "m", 512, 1, 0.1, 1.0, 2.0)
     assert row.memory_gib is None
     assert not LatencyProfile([row]).has_memory
+
+
+def test_the_learned_schedulers_action_decoders_place_only_where_the_memory_is(profile_csv):
+    import numpy as np
+
+    from eatbench.env import ActionDecoder
+    from eatbench.tokens import TokenActionDecoder
+
+    cfg = compose_experiment(_overrides(profile_csv, "workload.resolutions=[1024]", "workload.k_choices=[1]"))
+    engine = build_engine(cfg)
+    engine.next_decision()
+    view = engine.view
+    w = view.window
+    paper = ActionDecoder(w, "paper", [1], view.min_steps, view.max_steps)
+    action = np.zeros(paper.size)
+    action[0] = 1.0  # launch the first visible task
+    assert paper.decode(view, action).servers == (1,)  # not server 0 (small), the paper rule's first idle
+    tokens = TokenActionDecoder(w, [1], view.min_steps, view.max_steps)
+    action = np.zeros(tokens.size)
+    action[0] = 1.0
+    assert tokens.decode(view, action).servers in ((1,), (3,))
