@@ -166,6 +166,8 @@ class Engine:
         if resolution is not None and self.profile.has_memory:
             fits, kind_of = self.profile.fits, self.kind_of
             idle = [s for s in idle if fits(kind_of[s], model, resolution, k)]
+        else:
+            resolution = None  # memory is not considered
         if len(idle) < k:
             return None
         res = self.residency
@@ -297,7 +299,12 @@ class Engine:
                 raise InvalidDecision(f"server {s} does not exist (0..{self.n_servers - 1})")
             if self.reserved_by[s] != FREE:
                 raise InvalidDecision(f"server {s} is reserved by task {self.reserved_by[s]}")
-        misfit = self.profile.misfit([self.kind_of[s] for s in servers], task.model, task.resolution)
+        profile = self.profile
+        misfit = (
+            profile.misfit([self.kind_of[s] for s in servers], task.model, task.resolution)
+            if profile.has_memory
+            else None
+        )
         if misfit is not None:
             i, need, budget = misfit
             s = servers[i]
