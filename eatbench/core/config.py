@@ -27,7 +27,10 @@ def _fail(fieldname: str, value: Any, allowed: str) -> None:
 @dataclass
 class GpuKindConfig:
     """A GPU kind. ``speed`` is throughput relative to ``relative_to`` (2.0 = twice as fast);
-    a latency profile without rows for this kind scales those of ``relative_to``."""
+    a latency profile without rows for this kind scales those of ``relative_to``.
+    ``memory_gib`` is one GPU's memory (GiB): in simulation a server fits a launch only if
+    it covers the profile's ``memory_gib`` figure, where the profile has one; the gpu
+    backend caps each CUDA worker at it (see the README, "GPU memory")."""
 
     speed: float = 1.0
     relative_to: str | None = None

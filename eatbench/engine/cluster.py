@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -10,7 +11,9 @@ from eatbench.core.config import ClusterConfig, GpuKindConfig, server_kinds
 
 @dataclass(frozen=True, slots=True)
 class GpuKind:
-    """A kind of GPU. ``speed`` is throughput relative to ``relative_to`` (or 1.0)."""
+    """A kind of GPU. ``speed`` is throughput relative to ``relative_to`` (or 1.0);
+    ``memory_gib`` is one GPU's memory in GiB (``inf``: unbounded, e.g. a measuring
+    cluster built by :meth:`Cluster.uniform`, which the gpu backend does not cap)."""
 
     name: str
     speed: float = 1.0
@@ -47,10 +50,12 @@ class Cluster:
 
     @classmethod
     def uniform(cls, n: int, gpu_kind: str, name: str = "uniform") -> Cluster:
-        """``n`` servers of one GPU kind ``gpu_kind`` (speed 1.0)."""
+        """``n`` servers of one GPU kind ``gpu_kind`` (speed 1.0, memory unbounded: the
+        gpu backend gives each worker its whole device)."""
         if n < 1:
             raise ValueError(f"n={n} is invalid; allowed: an integer >= 1 (servers)")
-        return cls([Server(i, gpu_kind) for i in range(n)], {gpu_kind: GpuKind(gpu_kind)}, name)
+        kinds = {gpu_kind: GpuKind(gpu_kind, memory_gib=math.inf)}
+        return cls([Server(i, gpu_kind) for i in range(n)], kinds, name)
 
     def __len__(self) -> int:
         return len(self.servers)

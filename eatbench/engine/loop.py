@@ -143,6 +143,7 @@ class Engine:
         self._start_tick: dict[int, int] = {}  # release: task id -> tick of its start
         self.scheduler = None  # set by run(); its summary_extra() joins the summary
         self.view = EngineView(self)  # what schedulers see (read-only)
+        profile.check_tasks_fit(self.kind_of, tasks)  # GPU memory: every task fits some gang
 
     # -- queries (schedulers reach them through ``self.view``) ---------------------------------------------------------
     def visible(self) -> list[Task]:
@@ -156,10 +157,17 @@ class Engine:
         rt, rb = self.running_task, self.reserved_by
         return [s for s in range(self.n_servers) if rt[s] == FREE and rb[s] == FREE]
 
-    def default_servers(self, k: int, model: str) -> tuple[int, ...] | None:
+    def default_servers(self, k: int, model: str, resolution: int | None = None) -> tuple[int, ...] | None:
         """The paper's placement rule: the idle warm group of size k for ``model`` if
-        there is one, else the first k idle servers; ``None`` if fewer than k are idle."""
+        there is one, else the first k idle servers; ``None`` if fewer than k are idle.
+        With ``resolution`` (px), only servers with the GPU memory for the launch count
+        (``LatencyProfile.fits``; every server where the profile has no memory data)."""
         idle = self.idle_servers()
+        if resolution is not None and self.profile.has_memory:
+            fits, kind_of = self.profile.fits, self.kind_of
+            idle = [s for s in idle if fits(kind_of[s], model, resolution, k)]
+        else:
+            resolution = None  # memory is not considered
         if len(idle) < k:
             return None
         res = self.residency
@@ -167,7 +175,10 @@ class Engine:
             g = res.warm_group(s)
             if g is not None and len(g[0]) == k and g[1] == model:
                 members = tuple(sorted(g[0]))
-                if all(self.running_task[m] == FREE and self.reserved_by[m] == FREE for m in members):
+                if all(self.running_task[m] == FREE and self.reserved_by[m] == FREE for m in members) and (
+                    resolution is None
+                    or self.profile.misfit([self.kind_of[m] for m in members], model, resolution) is None
+                ):
                     return members
         return tuple(idle[:k])
 
@@ -288,6 +299,20 @@ class Engine:
                 raise InvalidDecision(f"server {s} does not exist (0..{self.n_servers - 1})")
             if self.reserved_by[s] != FREE:
                 raise InvalidDecision(f"server {s} is reserved by task {self.reserved_by[s]}")
+        profile = self.profile
+        misfit = (
+            profile.misfit([self.kind_of[s] for s in servers], task.model, task.resolution)
+            if profile.has_memory
+            else None
+        )
+        if misfit is not None:
+            i, need, budget = misfit
+            s = servers[i]
+            raise InvalidDecision(
+                f"servers={servers} cannot run task {task.id}: {task.model} at {task.resolution} px on "
+                f"k={len(servers)} needs {need:g} GiB per server (profile {self.profile.name!r}), and server {s} "
+                f"({self.kind_of[s]}) has {budget:g} GiB (cluster.gpu_kinds.{self.kind_of[s]}.memory_gib)"
+            )
 
     def _start(self, task: Task, servers: tuple[int, ...], steps: int) -> None:
         model = task.model

@@ -11,6 +11,14 @@ borrows the rows of the kind it is declared ``relative_to``, with ``step_s`` and
 ``fixed_s`` divided by its ``speed`` (the cold start, mostly set-up and weight transfer,
 is kept). Resolutions between two profiled ones are interpolated linearly in pixel count;
 a table with a single resolution for a (kind, model, k) applies to every resolution.
+
+Memory: a row may also carry ``memory_gib``, the peak GPU memory (GiB) each server of
+such a launch needs (the optional ``memory_gib`` CSV column; empty or absent: unknown).
+Where it is known, a server fits a launch only if its GPU kind's ``memory_gib`` (the
+cluster config's ``cluster.gpu_kinds.<kind>.memory_gib``) is at least that much
+(:meth:`LatencyProfile.fits`); a kind without rows borrows its ``relative_to`` kind's
+figure unchanged, and resolutions in between are interpolated like the times. A profile
+without memory figures (the built-in ones) constrains nothing.
 """
 
 from __future__ import annotations
@@ -29,11 +37,14 @@ from eatbench.core.registry import Registry
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 PROFILE_COLUMNS = ("gpu_kind", "model", "resolution", "k", "step_s", "fixed_s", "cold_start_s")
+#: optional column: peak GPU memory per server of the launch (GiB); empty: unknown
+MEMORY_COLUMN = "memory_gib"
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileRow:
-    """One measured or published point: seconds per step, per task and per cold start."""
+    """One measured or published point: seconds per step, per task and per cold start, and
+    optionally the peak GPU memory per server in GiB (``None``: unknown)."""
 
     gpu_kind: str
     model: str
@@ -42,6 +53,7 @@ class ProfileRow:
     step_s: float
     fixed_s: float
     cold_start_s: float
+    memory_gib: float | None = None
 
 
 class LatencyProfile:
@@ -63,6 +75,9 @@ class LatencyProfile:
         for r in sorted(self.rows, key=lambda r: r.resolution):
             self._table.setdefault((r.gpu_kind, r.model, r.k), []).append(r)
         self._coef_cache: dict[tuple[str, str, int, int], tuple[float, float, float]] = {}
+        #: whether any row has a memory figure (if not, :meth:`fits` is always true)
+        self.has_memory = any(r.memory_gib is not None for r in self.rows)
+        self._memory_cache: dict[tuple[str, str, int, int], float | None] = {}
 
     def with_gpu_kinds(self, gpu_kinds: dict) -> LatencyProfile:
         """A copy that knows the cluster's GPU kinds (for relative scaling)."""
@@ -117,6 +132,98 @@ class LatencyProfile:
         mix = lambda a, b: a + (b - a) * t  # noqa: E731
         return mix(lo.step_s, hi.step_s), mix(lo.fixed_s, hi.fixed_s), mix(lo.cold_start_s, hi.cold_start_s)
 
+    # -- memory ---------------------------------------------------------------------
+    def memory(self, gpu_kind: str, model: str, resolution: int, k: int) -> float | None:
+        """Peak GPU memory (GiB) each server of kind ``gpu_kind`` needs for a launch of
+        ``model`` at ``resolution`` px on a gang of ``k``; ``None`` where the profile does
+        not say (no ``memory_gib`` figure, or one of the two interpolated rows lacks it).
+        Raises ``ConfigError`` where :meth:`coefficients` would."""
+        if not self.has_memory:
+            return None
+        key = (gpu_kind, model, resolution, k)
+        if key in self._memory_cache:
+            return self._memory_cache[key]
+        self.coefficients(gpu_kind, model, resolution, k)  # the same errors for unknown kinds, models, k
+        kind, chain = gpu_kind, set()
+        while (kind, model, k) not in self._table and kind not in chain:  # a kind without rows borrows
+            chain.add(kind)
+            kind = getattr(self.gpu_kinds.get(kind), "relative_to", None) or kind
+        rows = self._table[(kind, model, k)]
+        resolutions = [r.resolution for r in rows]
+        i = bisect.bisect_left(resolutions, resolution)
+        if len(rows) == 1:
+            need = rows[0].memory_gib
+        elif resolutions[i] == resolution:
+            need = rows[i].memory_gib
+        else:
+            lo, hi = rows[i - 1], rows[i]
+            if lo.memory_gib is None or hi.memory_gib is None:
+                need = None
+            else:
+                t = (resolution * resolution - lo.resolution**2) / (hi.resolution**2 - lo.resolution**2)
+                need = lo.memory_gib + (hi.memory_gib - lo.memory_gib) * t
+        self._memory_cache[key] = need
+        return need
+
+    def budget(self, gpu_kind: str) -> float:
+        """The memory (GiB) of one GPU of ``gpu_kind`` (``inf`` for a kind the profile was
+        not told about: see :meth:`with_gpu_kinds`)."""
+        spec = self.gpu_kinds.get(gpu_kind)
+        budget = getattr(spec, "memory_gib", None)
+        return math.inf if budget is None else float(budget)
+
+    def fits(self, gpu_kind: str, model: str, resolution: int, k: int) -> bool:
+        """Whether a server of ``gpu_kind`` has the memory for its share of a launch of
+        ``model`` at ``resolution`` px on ``k`` servers (true where the need is unknown)."""
+        if not self.has_memory:
+            return True
+        need = self.memory(gpu_kind, model, resolution, k)
+        return need is None or need <= self.budget(gpu_kind)
+
+    def misfit(self, gpu_kinds: Sequence[str], model: str, resolution: int) -> tuple[int, float, float] | None:
+        """The first member of a gang (its GPU kinds; k = ``len(gpu_kinds)``) that lacks
+        the memory for the launch, as ``(position, need GiB, budget GiB)``; ``None`` if
+        every member fits."""
+        if not self.has_memory:
+            return None
+        k = len(gpu_kinds)
+        for i, kind in enumerate(gpu_kinds):
+            if not self.fits(kind, model, resolution, k):
+                return i, float(self.memory(kind, model, resolution, k)), self.budget(kind)  # type: ignore[arg-type]
+        return None
+
+    def check_tasks_fit(self, kind_of: Sequence[str], tasks: Iterable) -> None:
+        """Raise ``ConfigError`` if a task fits no gang of the cluster (server ``i`` has GPU
+        kind ``kind_of[i]``): for a task with a fixed ``k``, fewer than ``k`` servers have
+        the memory; for one without, no profiled k does. Does nothing without memory data."""
+        if not self.has_memory:
+            return
+        n = len(kind_of)
+        kinds = sorted(set(kind_of))
+        seen: set[tuple[str, int, int | None]] = set()
+        for task in tasks:
+            key = (task.model, task.resolution, task.k)
+            if key in seen:
+                continue
+            seen.add(key)
+            if task.k is not None:
+                ks = [task.k]
+            else:
+                ks = sorted({r.k for r in self.rows if r.model == task.model and r.k <= n}) or [1]
+            if any(sum(self.fits(kind, task.model, task.resolution, k) for kind in kind_of) >= k for k in ks):
+                continue
+            k = ks[0]
+            needs = [self.memory(kind, task.model, task.resolution, k) for kind in kinds]
+            need = min(x for x in needs if x is not None)
+            largest = max(self.budget(kind) for kind in kinds)
+            per_k = "" if task.k is not None else f" (the smallest k the profile has; k={ks} all lack servers)"
+            raise ConfigError(
+                f"workload.resolutions={task.resolution} is invalid for model {task.model!r}: it needs {need:g} GiB "
+                f"per server at k={k}{per_k} (profile {self.name!r}) and the cluster has fewer than {k} servers "
+                f"with that much; the largest GPU has {largest:g} GiB; allowed: resolutions and k whose launches "
+                "fit the memory of enough servers (cluster.gpu_kinds.<kind>.memory_gib)"
+            )
+
     def duration(self, gpu_kinds: Sequence[str], model: str, resolution: int, steps: int, cold: bool) -> float:
         """Execution time in seconds of a task on a gang whose members have ``gpu_kinds``
         (k = ``len(gpu_kinds)``); the slowest member sets the pace."""
@@ -158,7 +265,7 @@ class LatencyProfile:
     # -- files ----------------------------------------------------------------------
     @classmethod
     def from_csv(cls, path: str | Path, name: str | None = None) -> LatencyProfile:
-        """Load a profile CSV with columns ``PROFILE_COLUMNS``."""
+        """Load a profile CSV with columns ``PROFILE_COLUMNS`` (and optionally ``memory_gib``)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(
@@ -188,6 +295,11 @@ class LatencyProfile:
                 num("step_s", low=0, low_open=True, allowed="seconds per denoising step > 0"),
                 num("fixed_s", low=0, allowed="seconds >= 0"),
                 num("cold_start_s", low=0, allowed="seconds >= 0"),
+                (
+                    num(MEMORY_COLUMN, low=0, low_open=True, allowed="GiB per server > 0, or empty (unknown)")
+                    if r.get(MEMORY_COLUMN)
+                    else None
+                ),
             )
             key = (row.gpu_kind, row.model, row.resolution, row.k)
             if key in seen:
@@ -202,7 +314,8 @@ class LatencyProfile:
     def to_csv(self, path: str | Path, comment: str = "") -> None:
         """Write the table (``comment`` lines first, as ``# ...``), atomically."""
         rows = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()} for r in self.rows]
-        write_profile_csv(path, rows, notes=comment.splitlines())
+        columns = PROFILE_COLUMNS + ((MEMORY_COLUMN,) if self.has_memory else ())
+        write_profile_csv(path, rows, columns, notes=comment.splitlines())
 
 
 def write_profile_csv(

@@ -203,10 +203,44 @@ class EngineView:
         """Whether launching ``model`` on exactly ``servers`` needs no cold start."""
         return self._engine.residency.is_warm(servers, model)
 
-    def default_servers(self, k: int, model: str) -> tuple[int, ...] | None:
+    def default_servers(self, k: int, model: str, resolution: int | None = None) -> tuple[int, ...] | None:
         """The paper's placement rule: the idle warm group of size ``k`` for ``model`` if
-        there is one, else the first ``k`` idle servers; ``None`` if fewer than ``k`` are idle."""
-        return self._engine.default_servers(k, model)
+        there is one, else the first ``k`` idle servers; ``None`` if fewer than ``k`` are idle.
+        Pass the task's ``resolution`` (px) to count only servers with the GPU memory for
+        the launch (:meth:`fits`); without it, memory is not considered."""
+        return self._engine.default_servers(k, model, resolution)
+
+    # -- GPU memory -------------------------------------------------------------------------
+    @property
+    def memory_constrained(self) -> bool:
+        """Whether the profile has memory figures, so that some gangs may not fit a task
+        (if not, :meth:`fits` is always true)."""
+        return self._engine.profile.has_memory
+
+    def memory_gib(self, server: int) -> float:
+        """The GPU memory (GiB) of ``server`` (``cluster.gpu_kinds.<kind>.memory_gib``)."""
+        return self._engine.profile.budget(self._engine.kind_of[server])
+
+    def memory_need(self, task: Task, server: int, k: int) -> float | None:
+        """GPU memory (GiB) ``server`` needs to run ``task`` in a gang of ``k``; ``None``:
+        the profile does not say (no constraint)."""
+        return self._engine.profile.memory(self._engine.kind_of[server], task.model, task.resolution, k)
+
+    def fits(self, task: Task, servers: Iterable[int]) -> bool:
+        """Whether every one of ``servers`` (a gang; k = their number) has the GPU memory
+        for ``task``: a launch on a gang that does not fit is an invalid decision."""
+        kinds = [self._engine.kind_of[s] for s in servers]
+        return self._engine.profile.misfit(kinds, task.model, task.resolution) is None
+
+    def servers_that_fit(self, task: Task, k: int, servers: Iterable[int] | None = None) -> tuple[int, ...]:
+        """Those of ``servers`` (default: all, in index order) whose GPU has the memory for
+        ``task`` in a gang of ``k`` (any ``k`` of them form a gang that :meth:`fits`)."""
+        e = self._engine
+        pool = range(e.n_servers) if servers is None else servers
+        if not e.profile.has_memory:
+            return tuple(pool)
+        fits, kind_of = e.profile.fits, e.kind_of
+        return tuple(s for s in pool if fits(kind_of[s], task.model, task.resolution, k))
 
     # -- estimates and reward -----------------------------------------------------------
     def estimate(self, task: Task, servers: tuple[int, ...], steps: int) -> Estimate:

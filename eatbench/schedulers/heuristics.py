@@ -1,4 +1,7 @@
-"""Hand-written schedulers. Each fits on a screen; the engine does the bookkeeping."""
+"""Hand-written schedulers. Each fits on a screen; the engine does the bookkeeping.
+
+Each places a task only on servers with the GPU memory for it (``EngineView.fits``; every
+server when the profile has no memory figures)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ class FifoScheduler(Scheduler):
     def decide(self, view: EngineView) -> Decision | None:
         task = view.visible()[0]
         for k in self.ks_for(task):
-            servers = view.default_servers(k, task.model)
+            servers = view.default_servers(k, task.model, task.resolution)
             if servers is not None:
                 return Decision(task.id, self.clamp_steps(view, self.steps), servers)
         return None
@@ -46,7 +49,7 @@ class RandomScheduler(Scheduler):
         task = visible[int(rng.integers(len(visible)))]
         ks = self.ks_for(task)
         k = ks[int(rng.integers(len(ks)))]
-        idle = view.idle_servers()
+        idle = view.servers_that_fit(task, k, view.idle_servers())
         if len(idle) < k or (self.wait_prob and rng.random() < self.wait_prob):
             return None
         servers = tuple(sorted(int(s) for s in rng.choice(idle, size=k, replace=False)))
@@ -67,8 +70,8 @@ class RoundRobinScheduler(Scheduler):
 
     def decide(self, view: EngineView) -> Decision | None:
         task = view.visible()[0]
-        idle = view.idle_servers()
         for k in self.ks_for(task):
+            idle = view.servers_that_fit(task, k, view.idle_servers())
             if len(idle) >= k:
                 n = view.n_servers
                 ordered = sorted(idle, key=lambda s: (s - self._next) % n)[:k]
@@ -83,8 +86,8 @@ class LeastLoadedScheduler(Scheduler):
 
     def decide(self, view: EngineView) -> Decision | None:
         task = view.visible()[0]
-        idle = view.idle_servers()
         for k in self.ks_for(task):
+            idle = view.servers_that_fit(task, k, view.idle_servers())
             if len(idle) >= k:
                 busy = view.busy_times()
                 chosen = heapq.nsmallest(k, idle, key=lambda s: (busy[s], s))
@@ -123,7 +126,7 @@ class GreedyScheduler(Scheduler):
         best: tuple[float, Decision] | None = None
         for task in visible:
             for k in self.ks_for(task):
-                servers = view.default_servers(k, task.model)
+                servers = view.default_servers(k, task.model, task.resolution)
                 if servers is None:
                     continue
                 for steps, est in zip(grid, view.estimates(task, servers, grid), strict=True):
@@ -142,14 +145,14 @@ class EarliestFinishScheduler(Scheduler):
 
     def decide(self, view: EngineView) -> Decision | None:
         steps = self.clamp_steps(view, self.steps)
-        candidates: dict[tuple[int, str], list[tuple[int, ...]]] = {}
+        candidates: dict[tuple[int, str, int], list[tuple[int, ...]]] = {}
         best: tuple[float, Decision] | None = None
         for task in view.visible():
             for k in self.ks_for(task):
-                key = (k, task.model)
+                key = (k, task.model, task.resolution)
                 groups = candidates.get(key)
                 if groups is None:
-                    groups = candidates[key] = candidate_gangs(view, k, task.model)
+                    groups = candidates[key] = candidate_gangs(view, k, task.model, task)
                 for servers in groups:
                     finish = view.estimate(task, servers, steps).finish
                     if best is None or finish < best[0]:

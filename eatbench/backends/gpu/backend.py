@@ -17,6 +17,12 @@ The engine decides (which task, which gang, cold or warm); this backend executes
   out-of-memory error alone keeps its process, having freed its pipeline; any other
   error may be a sticky CUDA error, so that process is replaced).
 * ``now()`` is wall-clock seconds since the workers were ready (the episode start).
+* GPU memory: each server's GPU kind declares ``memory_gib`` (its budget). On CUDA every
+  worker caps its process at that share of its device
+  (``torch.cuda.set_per_process_memory_fraction``, see ``memory_caps``), so an edge card is
+  emulated on a large GPU: an allocation beyond it is an out-of-memory failure of the task.
+  A budget above the device's memory is refused before any worker starts. On cpu nothing
+  is capped. ``describe()["memory_budget"]`` shows what was applied.
 
 A job's ``finish`` is when its image (rank 0) and the other ranks' last step were done.
 The PNG is written by this (parent) process after the worker reported, so saving never
@@ -143,6 +149,79 @@ def resolve_devices(devices: str | list[str]) -> list[str]:
     return out
 
 
+#: a GPU kind may declare up to this share more memory than the device shows and get the
+#: whole device: the driver keeps part of a card (an "80 GiB" H100 shows 79.2 GiB to torch)
+NOMINAL_SLACK = 0.05
+
+
+def device_memory_gib(device: str) -> float | None:
+    """Total memory (GiB) of a CUDA ``device`` as torch reports it; ``None`` for cpu."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_properties(device).total_memory / 2**30
+
+
+def memory_caps(
+    server_kinds: dict[int, str],
+    budgets: dict[str, float | None],
+    server_devices: dict[int, str],
+    device_gib: dict[str, float | None],
+) -> dict[int, float | None]:
+    """The share of its device each server's worker may allocate, so that a GPU kind's
+    ``memory_gib`` (its budget, GiB) is emulated on a larger device.
+
+    Each worker is capped on its own: a server's fraction is its kind's budget over its
+    device's total, whether or not other servers share that device (time-slicing); where
+    the budgets of the servers on one device add up to more than the device, a server may
+    run out of memory below its budget (``memory_note`` says so).
+
+    :param server_kinds: server -> GPU kind.
+    :param budgets: GPU kind -> ``memory_gib`` (``None`` or ``inf``: no budget).
+    :param server_devices: server -> device (``cpu``, ``cuda:i``).
+    :param device_gib: device -> total memory in GiB (``None``: cpu, never capped).
+    :returns: server -> fraction in (0, 1), or ``None`` where no cap applies (cpu, no
+        budget, or a budget that covers the whole device).
+    :raises BackendParamError: a budget above a device's memory (beyond ``NOMINAL_SLACK``).
+    """
+    out: dict[int, float | None] = {}
+    for s, kind in sorted(server_kinds.items()):
+        budget = budgets.get(kind)
+        device = server_devices[s]
+        total = device_gib.get(device)
+        if budget is None or math.isinf(budget) or total is None:
+            out[s] = None
+            continue
+        if budget > total * (1 + NOMINAL_SLACK):
+            raise BackendParamError(
+                f"cluster.gpu_kinds.{kind}.memory_gib={budget:g} is invalid; allowed: at most the device's "
+                f"{total:.1f} GiB ({device}, which server {s} runs on; up to {NOMINAL_SLACK:.0%} more, a card's "
+                "nominal size, counts as the whole device)"
+            )
+        out[s] = budget / total if budget < total else None
+    return out
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or math.isinf(x) else float(x)
+
+
+def memory_note(caps: dict[int, float | None], server_devices: dict[int, str]) -> str | None:
+    """A warning where the capped servers sharing one device may use more than all of it."""
+    per_device: dict[str, float] = {}
+    for s, frac in caps.items():
+        per_device[server_devices[s]] = per_device.get(server_devices[s], 0.0) + (1.0 if frac is None else frac)
+    over = {d: f for d, f in sorted(per_device.items()) if f > 1.0 + 1e-9}
+    if not over:
+        return None
+    parts = ", ".join(f"{d}: {f:.0%} of its memory" for d, f in over.items())
+    return (
+        f"servers sharing a device are budgeted more memory than it has ({parts}): a server may run out "
+        "of memory below its budget"
+    )
+
+
 def _shutdown(workers: dict[int, _Worker], grace_s: float = 5.0) -> None:
     """Stop every worker: ask, wait ``grace_s``, then terminate, then kill."""
     for w in workers.values():
@@ -166,7 +245,8 @@ def _shutdown(workers: dict[int, _Worker], grace_s: float = 5.0) -> None:
 class GpuBackend(Backend):
     """Runs each task on real diffusers pipelines, one worker process per server.
 
-    :param context: cluster (its servers, one worker each), seed, out_dir.
+    :param context: cluster (its servers, one worker each; on CUDA each worker is capped at
+        its GPU kind's ``memory_gib``, see the module docstring), seed, out_dir.
     :param model_path: local diffusers pipeline directory or a repo id in the local HF
         cache; or a dict ``{task.model: path}``. Never downloaded.
     :param random_init: ``sd15``, ``sdxl`` or ``tiny``: random weights of that
@@ -258,10 +338,30 @@ class GpuBackend(Backend):
         self.residency = Residency(max(self.server_kinds) + 1)
         #: rank order of each gang's process group (members -> servers by rank), set at its cold start
         self._ranks: dict[frozenset[int], tuple[int, ...]] = {}
+        server_devices = {
+            idx: self.devices[pos % len(self.devices)] for pos, idx in enumerate(sorted(self.server_kinds))
+        }
+        gpu_kinds = getattr(context.cluster, "gpu_kinds", {}) or {}
+        budgets = {name: getattr(spec, "memory_gib", None) for name, spec in gpu_kinds.items()}
+        #: server -> GPU memory budget in GiB (``cluster.gpu_kinds.<kind>.memory_gib``), its device's
+        #: memory and the fraction its worker is capped at (``None``: no cap; never on cpu)
+        self.memory_budget = {
+            s: {"budget_gib": _finite(budgets.get(kind)), "device_gib": None, "fraction": None}
+            for s, kind in self.server_kinds.items()
+        }
+        device_gib = {d: device_memory_gib(d) for d in sorted(set(server_devices.values()))}
+        caps = memory_caps(self.server_kinds, budgets, server_devices, device_gib)  # refuses before any worker
+        for s, entry in self.memory_budget.items():
+            entry["device_gib"] = device_gib[server_devices[s]]
+            entry["fraction"] = caps[s]
+        self._memory_note = memory_note(caps, server_devices) if any(f is not None for f in caps.values()) else None
+        if all(d is None for d in device_gib.values()):
+            self._memory_note = "cpu: GPU memory budgets are not applied"
         self._configs = {
             idx: WorkerConfig(
                 server=idx,
-                device=self.devices[pos % len(self.devices)],
+                device=server_devices[idx],
+                memory_fraction=caps[idx],
                 dtype=dtype,
                 inner=self.inner,
                 split_cfg=split_cfg,
@@ -547,6 +647,8 @@ class GpuBackend(Backend):
             },
             "warmup_resolutions": self.warmup_resolutions,
             "peak_memory_gib": {s: dict(m) for s, m in sorted(self.peak_memory.items())},
+            "memory_budget": {s: dict(m) for s, m in sorted(self.memory_budget.items())},
+            "memory_note": self._memory_note,
         }
 
     # -------------------------------------------------------------- internals

@@ -4,7 +4,7 @@
 and timers as a real run) and writes a profile CSV with the columns the core's profile
 loader reads::
 
-    gpu_kind, model, resolution, k, step_s, fixed_s, cold_start_s
+    gpu_kind, model, resolution, k, step_s, fixed_s, cold_start_s, memory_gib
 
 * ``step_s``: median seconds per denoising step of one task (with CFG the UNet batch
   is 2), over ``repeats`` warm tasks; each step is bracketed by
@@ -20,12 +20,18 @@ loader reads::
   the device, not read from disk: such cold starts are *random-weight* cold starts,
   marked in the ``weights`` column, in a ``#`` comment line and in the JSON.
 
+* ``memory_gib``: the peak GPU memory a server of the gang needed (GiB): the highest
+  ``peak_reserved_gib`` of the caching allocator (what a per-process memory cap limits)
+  over the gang's ranks, from the cold start (weights, warm-up) through the warm tasks.
+  Empty on cpu (a process's resident set is not a GPU figure): unknown, no constraint.
+  The measuring backend is not capped (``Cluster.uniform``: the whole device).
+
 Gangs (k > 1) whose members share a device (one GPU time-sliced by several workers,
 gloo through host memory) do not measure a k-way figure: on CUDA they are refused unless
 ``allow_shared_devices``; every such row (CUDA or cpu, where the workers share the
 cores) is marked ``shared_devices=1`` in the CSV and named in a ``#`` line.
 
-Columns beyond ``PROFILE_COLUMNS`` (``batch`` when ``batches`` is not ``(1,)``,
+Columns beyond ``PROFILE_COLUMNS`` and ``memory_gib`` (``batch`` when ``batches`` is not ``(1,)``,
 ``weights``, ``shared_devices``, ``unet_calls``) and ``#`` lines are ignored by the profile
 loader. A JSON file beside the CSV (``<out_csv>.json``) keeps every sample, the cold
 start parts (load, compile/warm-up) and the backend description.
@@ -40,7 +46,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from eatbench.engine.profiles import PROFILE_COLUMNS, write_profile_csv
+from eatbench.engine.profiles import MEMORY_COLUMN, PROFILE_COLUMNS, write_profile_csv
 
 
 def _slug(name: str) -> str:
@@ -70,7 +76,7 @@ def measure_profile(
 ) -> list[dict]:
     """Measure per-step latency, per-task constant and cold start; write ``out_csv``.
 
-    :param out_csv: the profile CSV to write (columns ``PROFILE_COLUMNS`` [+ ``batch``]).
+    :param out_csv: the profile CSV to write (columns ``PROFILE_COLUMNS``, ``memory_gib`` [+ ``batch``]).
     :param model: the model name written into the CSV (what tasks ask for).
     :param model_path: local pipeline directory or cached repo id; or ``random_init``
         (``sd15``/``sdxl``/``tiny``): latency is real with random weights.
@@ -162,6 +168,7 @@ def measure_profile(
                         "step_s": step_med,
                         "fixed_s": max(0.0, statistics.median(fixed)),
                         "cold_start_s": cold.cold_start_time,
+                        MEMORY_COLUMN: launch_memory_gib([cold, *warm]),
                         "batch": batch,
                         "weights": cold.extra.get("weights"),
                         "shared_devices": shared_devices,
@@ -192,7 +199,7 @@ def measure_profile(
         backend.images_per_task = 1
         if own:
             backend.close()
-    columns = list(PROFILE_COLUMNS) + (["batch"] if tuple(batches) != (1,) else [])
+    columns = [*PROFILE_COLUMNS, MEMORY_COLUMN] + (["batch"] if tuple(batches) != (1,) else [])
     columns += ["weights", "shared_devices", "unet_calls"]
     os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
     write_profile_csv(out_csv, rows, columns, _notes(rows))
@@ -201,6 +208,19 @@ def measure_profile(
             {"backend": desc, "steps": steps, "repeats": repeats, "notes": _notes(rows), "rows": samples}, f, indent=1
         )
     return rows
+
+
+def launch_memory_gib(results: Sequence[Any]) -> float | None:
+    """Peak GPU memory per server (GiB) of the launches ``results`` (``JobResult``s of one
+    gang): the highest ``peak_reserved_gib`` over results and ranks (``extra["memory_gib"]``:
+    server -> the worker's ``memory_stats``); ``None`` where no rank reports one (cpu)."""
+    peaks = [
+        m["peak_reserved_gib"]
+        for r in results
+        for m in (r.extra.get("memory_gib") or {}).values()
+        if m.get("peak_reserved_gib") is not None
+    ]
+    return round(max(peaks), 3) if peaks else None
 
 
 def check_gangs(server_devices: dict[int, str], ks: Sequence[int], allow_shared_devices: bool) -> None:

@@ -64,6 +64,9 @@ class WorkerConfig:
     :param time_steps: record per-step times (synchronising each step on CUDA).
     :param pg_timeout_s: timeout of collectives (and of the rendezvous) in seconds.
     :param compile_backend: ``torch.compile`` backend for ``inner="compile"``.
+    :param memory_fraction: on CUDA, the share of the device's memory this process may
+        allocate (``torch.cuda.set_per_process_memory_fraction``; emulates a smaller GPU,
+        see ``backend.memory_caps``); ``None``: the whole device. Not applied on cpu.
     """
 
     server: int
@@ -76,6 +79,7 @@ class WorkerConfig:
     time_steps: bool = True
     pg_timeout_s: float = 600.0
     compile_backend: str = "inductor"
+    memory_fraction: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,10 +257,12 @@ def worker_main(cfg: WorkerConfig, conn: Any, parent_pid: int) -> None:
 
     if cfg.device.startswith("cuda"):
         torch.cuda.set_device(cfg.device)
+    apply_memory_cap(cfg)
     info = {
         "pid": os.getpid(),
         "server": cfg.server,
         "device": cfg.device,
+        "memory_fraction": cfg.memory_fraction if cfg.device.startswith("cuda") else None,
         "device_name": torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda") else "cpu",
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
@@ -286,6 +292,19 @@ def worker_main(cfg: WorkerConfig, conn: Any, parent_pid: int) -> None:
                     os._exit(3)  # no tear-down: the state may be broken; the backend respawns us
     finally:
         _teardown(state, cfg)
+
+
+def apply_memory_cap(cfg: WorkerConfig) -> bool:
+    """Cap this process's CUDA allocations at ``cfg.memory_fraction`` of its device (an
+    allocation beyond it raises the allocator's out-of-memory error, which fails the task
+    and keeps the worker, as for a real card of that size). Returns whether a cap was set:
+    never on cpu, nor without a fraction."""
+    if cfg.memory_fraction is None or not cfg.device.startswith("cuda"):
+        return False
+    import torch
+
+    torch.cuda.set_per_process_memory_fraction(cfg.memory_fraction, cfg.device)
+    return True
 
 
 def _teardown(state: _State, cfg: WorkerConfig) -> None:

@@ -118,7 +118,7 @@ class ActionDecoder:
             k = self.k_choice(action[2 + self.window])
         else:
             k = self.k_options[0]
-        servers = view.default_servers(k, task.model)
+        servers = view.default_servers(k, task.model, task.resolution)
         if servers is None:
             return None
         return Decision(task.id, self.steps(action[1]), servers)
