@@ -11,11 +11,11 @@ import dataclasses
 
 import pytest
 
-from eatbench.experiment.compose import compose_experiment
 from eatbench.core.config import ConfigError
 from eatbench.engine.loop import Decision, InvalidDecision
 from eatbench.engine.placement import candidate_gangs, earliest_finish_gang
 from eatbench.engine.profiles import PROFILE_COLUMNS, LatencyProfile, ProfileRow, paper_profile
+from eatbench.experiment.compose import compose_experiment
 from eatbench.experiment.runner import build_engine, run_experiment
 
 HEURISTICS = ["random", "fifo", "round_robin", "least_loaded", "greedy", "earliest_finish"]

@@ -13,11 +13,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from eatbench.engine.backend import BackendContext  # noqa: E402
 from eatbench.backends.gpu import backend as gpu_backend  # noqa: E402
 from eatbench.backends.gpu.backend import BackendParamError, GpuBackend, memory_caps, memory_note  # noqa: E402
 from eatbench.backends.gpu.profiler import launch_memory_gib  # noqa: E402
 from eatbench.backends.gpu.worker import WorkerConfig, apply_memory_cap  # noqa: E402
+from eatbench.engine.backend import BackendContext  # noqa: E402
 from eatbench.engine.cluster import Cluster, GpuKind, Server  # noqa: E402
 
 
