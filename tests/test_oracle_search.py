@@ -14,16 +14,22 @@ pytest.importorskip("ortools", reason="the oracle needs the [oracle] extra (orto
 
 from eatbench.compose import compose_experiment  # noqa: E402
 from eatbench.runner import build_engine, make_scheduler, run_experiment  # noqa: E402
+from eatbench.schedulers.oracle_search import BranchAndBound  # noqa: E402
 from eatbench.workload import k_options  # noqa: E402
 
 STEPS = 20
 
 
 def _brute_force_total(engine, ks: list[int]) -> float:
-    """Minimum total response (s): every gang choice and every launch order, each task
-    list-scheduled as early as its arrival and its servers allow (every semi-active
-    schedule is one of these), warm iff each of its servers last ran one same task on
-    exactly this gang with the same model."""
+    """Minimum total response (s) of every schedule (see ``_brute_force``)."""
+    return _brute_force(engine, ks)[0]
+
+
+def _brute_force(engine, ks: list[int]) -> tuple[float, list[tuple[int, tuple[int, ...], float]]]:
+    """Minimum total response (s) and its launches ``(task index, gang, start)``: every gang
+    choice and every launch order, each task list-scheduled as early as its arrival and its
+    servers allow (every semi-active schedule is one of these), warm iff each of its servers
+    last ran one same task on exactly this gang with the same model."""
     tasks, n_srv = engine.tasks, engine.n_servers
     options = []
     for t in tasks:
@@ -40,12 +46,13 @@ def _brute_force_total(engine, ks: list[int]) -> float:
                 for g in gangs
             ]
         )
-    best = math.inf
+    best, best_launches = math.inf, []
     for choice in itertools.product(*options):
         for order in itertools.permutations(range(len(tasks))):
             free = [0.0] * n_srv
             last: list = [None] * n_srv  # (task, gang, model) that last ran on each server
             total = 0.0
+            launches = []
             for j in order:
                 (g, warm_d, cold_d), t = choice[j], tasks[j]
                 start = max([t.arrival] + [free[s] for s in g])
@@ -55,29 +62,35 @@ def _brute_force_total(engine, ks: list[int]) -> float:
                 for s in g:
                     free[s], last[s] = end, (j, g, t.model)
                 total += end - t.arrival
+                launches.append((j, g, start))
                 if total >= best:
                     break
-            best = min(best, total)
-    return best
+            if total < best:
+                best, best_launches = total, launches
+    return best, best_launches
 
 
-INSTANCES = [
-    # (overrides, seeds): identical servers, mixed kinds with k up to the whole cluster,
-    # free k with two resolutions (two classes sharing the model's warm groups), paper4
-    (["cluster=uniform", "cluster.size=3", "workload.k_choices=[1,2]", "workload.n_tasks=5"], [0, 1, 2]),
-    (["cluster=hetero", "cluster.size=4", "workload.k_choices=[1,2,4]", "workload.n_tasks=4"], [3, 4]),
-    (
-        ["cluster=uniform", "cluster.size=2", "workload.k_choices=null", "workload.n_tasks=5"]
-        + ["workload.resolutions=[512,1440]"],
-        [5, 6],
-    ),
-    (["cluster=paper4", "workload.k_choices=[1,2,4]", "workload.n_tasks=4"], [7, 8]),
+UNIFORM3 = ["cluster=uniform", "cluster.size=3", "workload.k_choices=[1,2]", "workload.n_tasks=5"]
+HETERO4 = ["cluster=hetero", "cluster.size=4", "workload.k_choices=[1,2,4]", "workload.n_tasks=4"]
+FREE_K = ["cluster=uniform", "cluster.size=2", "workload.k_choices=null", "workload.n_tasks=5"]
+FREE_K += ["workload.resolutions=[512,1440]"]  # two classes sharing the model's warm groups
+PAPER4 = ["cluster=paper4", "workload.k_choices=[1,2,4]", "workload.n_tasks=4"]
+INSTANCES = [  # (overrides, seed, rate): identical servers, mixed kinds with k up to the whole cluster, free k
+    (UNIFORM3, 0, 0.15),
+    (UNIFORM3, 1, 0.3),  # a class's tasks in sequence on one server while others are busy
+    (UNIFORM3, 7, 0.05),
+    (HETERO4, 3, 0.15),
+    (HETERO4, 4, 0.15),
+    (FREE_K, 5, 0.15),
+    (FREE_K, 6, 0.15),
+    (PAPER4, 7, 0.15),
+    (PAPER4, 8, 0.15),
 ]
 
 
-def _engine_and_search(overrides: list[str], seed: int, node_budget: int):
+def _engine_and_search(overrides: list[str], seed: int, node_budget: int, rate: float = 0.15):
     cfg = compose_experiment(
-        ["scheduler=oracle", "workload.initial_queue=2", "workload.rate=0.15", f"seed={seed}", "output.write=false"]
+        ["scheduler=oracle", "workload.initial_queue=2", f"workload.rate={rate}", f"seed={seed}", "output.write=false"]
         + overrides
     )
     engine = build_engine(cfg)
@@ -88,9 +101,32 @@ def _engine_and_search(overrides: list[str], seed: int, node_budget: int):
     return cfg, engine, sched, ks
 
 
-@pytest.mark.parametrize(("overrides", "seed"), [(o, s) for o, seeds in INSTANCES for s in seeds])
-def test_the_search_finds_the_brute_force_optimum_and_its_bound_never_exceeds_it(overrides, seed):
-    cfg, engine, sched, ks = _engine_and_search(overrides, seed, 100_000)
+def _check_bounds_along(engine, sched, optimum: float) -> None:
+    """Walk an optimal schedule (the brute force's, launched in start order, interchangeable
+    tasks renamed to start in arrival order) through the search's children: each child's
+    bound (cost so far + the bound of the rest) is at most the optimum."""
+    _, launches = _brute_force(engine, sched.k_options)
+    tasks = engine.tasks
+    launches = sorted(launches, key=lambda x: x[2])
+    classes = sched._search_classes(engine.view, STEPS)
+    rename = {}
+    for cls in classes:
+        slots = sorted((x for x in launches if tasks[x[0]].id in cls.tasks), key=lambda x: (x[2], x[0]))
+        rename.update({x[0]: tid for x, tid in zip(slots, cls.tasks, strict=True)})
+    bb = BranchAndBound(classes, engine.view.gpu_kinds, 1)
+    idx, free, grp, t, cost = (0,) * len(classes), (0.0,) * engine.n_servers, (-1,) * engine.n_servers, -math.inf, 0.0
+    assert bb._bound(idx, free, grp, 0.0) <= optimum + 1e-6
+    for j, g, start in launches:
+        child = next(c for c in bb._children(idx, free, grp, t, cost) if c[8][0] == rename[j] and c[8][1] == g)
+        lb, _, _, idx, free, grp, t, cost, _ = child
+        assert t == pytest.approx(start, abs=1e-9)
+        assert lb <= optimum + 1e-6
+    assert cost == pytest.approx(optimum, abs=1e-6)
+
+
+@pytest.mark.parametrize(("overrides", "seed", "rate"), INSTANCES)
+def test_the_search_finds_the_brute_force_optimum_and_its_bound_never_exceeds_it(overrides, seed, rate):
+    cfg, engine, sched, ks = _engine_and_search(overrides, seed, 100_000, rate)
     n = len(engine.tasks)
     optimum = _brute_force_total(engine, ks)
     result = sched._search(engine.view, STEPS, math.inf)
@@ -99,17 +135,32 @@ def test_the_search_finds_the_brute_force_optimum_and_its_bound_never_exceeds_it
     assert result.bound <= optimum + 1e-6
     # stopped early, its bound stays a lower bound and its schedule (if any) a real one
     for budget in (1, 2, 4):
-        _, _, early, _ = _engine_and_search(overrides, seed, budget)
+        _, _, early, _ = _engine_and_search(overrides, seed, budget, rate)
         cut = early._search(engine.view, STEPS, math.inf)
         assert not cut.complete or cut.total == pytest.approx(optimum, abs=1e-6)
         assert cut.bound <= optimum + 1e-6
         assert cut.total >= optimum - 1e-6
+    # every node on the way to an optimal schedule has a bound no higher than the optimum
+    _check_bounds_along(engine, sched, optimum)
     # the engine's replay of the oracle's plan is the optimum
     cfg.scheduler.params["method"] = "search"
     got = run_experiment(cfg, write=False).summary
     assert got["oracle_optimal"] == 1.0 and got["tasks_done"] == n
     assert got["response_mean"] == pytest.approx(optimum / n, abs=1e-6)
     assert got["oracle_bound"] <= got["response_mean"] + 1e-9
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_state_dominance_keeps_the_optimum(seed):
+    # the same search without dominance (no state stored) finds the same optimum
+    over = ["cluster=paper4", "workload.n_tasks=10", "workload.initial_queue=4", "workload.rate=0.15"]
+    cfg, engine, sched, _ = _engine_and_search(over, seed, 100_000, 0.15)
+    classes = sched._search_classes(engine.view, STEPS)
+    with_memo = BranchAndBound(classes, engine.view.gpu_kinds, 100_000).solve()
+    without = BranchAndBound(classes, engine.view.gpu_kinds, 100_000, memo_limit=0).solve()
+    assert with_memo.complete and without.complete
+    assert with_memo.total == pytest.approx(without.total, abs=1e-6)
+    assert with_memo.nodes < without.nodes
 
 
 @pytest.mark.parametrize("seed", [0, 1])

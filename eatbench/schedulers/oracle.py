@@ -117,7 +117,7 @@ class OracleScheduler(Scheduler):
         break_symmetry: bool = True,
         bound_time_s: float = 0.0,
         method: str = "auto",
-        node_budget: int = 200_000,
+        node_budget: int = 50_000,
     ) -> None:
         super().__init__(steps)
         if method not in METHODS:

@@ -207,7 +207,10 @@ class BranchAndBound:
         return tuple(new_grp), tuple(new_eff)
 
     def _dominated(self, idx: tuple[int, ...], free, grp, t: float, cost: float) -> bool:
-        """True when a stored state dominates this one; otherwise store it."""
+        """True when a stored state dominates this one; otherwise store it (``memo_limit``
+        0: no dominance at all)."""
+        if self.memo_limit == 0:
+            return False
         cg, ce = self._canon(free, grp, t)
         key = (idx, cg)
         entries = self._memo.get(key)
