@@ -212,3 +212,11 @@ def test_bad_search_parameters_are_rejected():
         SCHEDULERS.create("oracle", method="exact")
     with pytest.raises(ValueError, match="scheduler.params.node_budget=0 is invalid"):
         SCHEDULERS.create("oracle", node_budget=0)
+
+
+def test_the_search_refuses_clusters_with_too_many_gangs():
+    # 32 servers: C(32, 4) = 35960 candidate quads per node, beyond SEARCH_MAX_GANGS
+    over = ["cluster=uniform", "cluster.size=32", "workload.k_choices=[4]", "workload.n_tasks=2"]
+    over += ["output.write=false", "scheduler.params.method=search"]
+    with pytest.raises(ValueError, match="scheduler.params.method='search' is invalid for this episode"):
+        run_experiment(compose_experiment(["scheduler=oracle", *over]), write=False)

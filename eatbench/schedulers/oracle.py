@@ -1,5 +1,6 @@
-"""The clairvoyant oracle: the whole episode known in advance, scheduled optimally with
-OR-Tools CP-SAT, then replayed through the engine like any scheduler's decisions.
+"""The clairvoyant oracle: the whole episode known in advance, scheduled optimally (at
+fixed steps by an exact branch and bound, ``oracle_search``, or OR-Tools CP-SAT; with
+chosen steps by CP-SAT), then replayed through the engine like any scheduler's decisions.
 
 Model (the engine's rules, exactly): each task runs on one gang of ``k`` servers (every
 k-subset of the cluster is a candidate); a server runs one task at a time; a launch is
@@ -12,7 +13,19 @@ to ``steps``; minimise the mean response time, finish - arrival, of all tasks) a
 the launches, with the engine's decision-time semantics: see ``_solve_reward``). The
 proven bound is kept beside the best schedule found, so the optimality gap is known.
 
-Two valid additions to the ``response`` model. (1) Dominance: interchangeable tasks (same
+Methods for ``response`` (``method``). ``search`` (``oracle_search.BranchAndBound``):
+launches in order of start time, each as early as its arrival and its gang allow, with
+per-class lower bounds and state dominance, within a deterministic node budget; it
+proves the paper's 32-task episodes on 4 servers optimal in a few thousand nodes (about
+a second). ``cpsat``: the CP-SAT model below (its own bound is weak on those episodes: the
+linear relaxation of the warm/cold indicators misses most cold starts). ``auto`` (the
+default): the search, and CP-SAT too, hinted with the search's schedule, when the search
+ran out of nodes or the cluster has too many candidate gangs for it; the better schedule
+and the larger bound are kept. Summary: ``oracle_search_bound``, ``oracle_search_nodes``,
+``oracle_search_s`` when the search ran; ``oracle_solver_bound`` and
+``oracle_relaxation_bound`` when CP-SAT ran.
+
+Two valid additions to the CP-SAT ``response`` model. (1) Dominance: interchangeable tasks (same
 k, model and resolution) start in arrival order; exchanging two of them exchanges their
 whole assignments, so some optimal schedule does. (2) A lower bound from a relaxation
 solved beforehand by CP-SAT (``_relaxation_bound``, ``_lower_bound``): gangs forgotten
@@ -53,6 +66,7 @@ from eatbench.view import EngineView
 
 OBJECTIVES = ("response", "reward")
 METHODS = ("auto", "search", "cpsat")
+SEARCH_MAX_GANGS = 5000  # candidate gangs over the task classes; beyond, auto uses CP-SAT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +97,7 @@ def _cp_model():
 
 @SCHEDULERS.register("oracle")
 class OracleScheduler(Scheduler):
-    """Clairvoyant optimum by CP-SAT (see the module docstring).
+    """Clairvoyant optimum by exact search or CP-SAT (see the module docstring).
 
     :param steps: denoising steps of every task.
     :param objective: ``response`` (minimise the mean response time, s) or ``reward``
@@ -584,7 +598,7 @@ class OracleScheduler(Scheduler):
         tasks = view.episode_tasks()
         n = len(tasks)
         heuristic = self._best_heuristic(view, steps)
-        if self.method == "cpsat":
+        if self.method == "cpsat" or (self.method == "auto" and not self._search_fits(view)):
             self._solve_cpsat(view, heuristic)
             return
         t0 = time.perf_counter()
@@ -664,13 +678,21 @@ class OracleScheduler(Scheduler):
         """The exact branch and bound (``oracle_search``) from the incumbent total ``upper``
         (s; a schedule as good as it is found again, so the result always carries one
         when the budget allows)."""
-        if view.n_servers > 24 or len({t.model for t in view.episode_tasks()}) > 255:
+        if not self._search_fits(view):
             raise ValueError(
-                f"scheduler.params.method={self.method!r} is invalid for {view.n_servers} servers; "
-                "allowed: method=cpsat (the search handles at most 24 servers and 255 models)"
+                f"scheduler.params.method={self.method!r} is invalid for this episode (more than "
+                f"{SEARCH_MAX_GANGS} candidate gangs over its task classes, or more than 255 models); "
+                "allowed: method=cpsat or auto"
             )
         bb = BranchAndBound(self._search_classes(view, steps), view.gpu_kinds, self.node_budget)
         return bb.solve(upper + 1e-6 * max(1.0, upper))
+
+    def _search_fits(self, view: EngineView) -> bool:
+        """Whether the search handles the episode: at most ``SEARCH_MAX_GANGS`` candidate
+        gangs summed over its task classes (each node tries them all) and 255 models."""
+        tasks = view.episode_tasks()
+        gangs = sum(math.comb(view.n_servers, k) for cls in self._classes(tasks) for k in self.ks_for(tasks[cls[0]]))
+        return gangs <= SEARCH_MAX_GANGS and len({t.model for t in tasks}) <= 255
 
     def _plan_from(self, launches: list) -> None:
         """The replay plan of launches in start order (each task's gang and the tasks run
