@@ -82,7 +82,7 @@ INSTANCES = [  # (overrides, seed, rate): identical servers, mixed kinds with k 
     (HETERO4, 3, 0.15),
     (HETERO4, 4, 0.15),
     (FREE_K, 5, 0.15),
-    (FREE_K, 6, 0.15),
+    (FREE_K, 1, 0.15),  # a class's first task warm on a group another class formed
     (PAPER4, 7, 0.15),
     (PAPER4, 8, 0.15),
 ]
@@ -107,7 +107,7 @@ def _check_bounds_along(engine, sched, optimum: float) -> None:
     bound (cost so far + the bound of the rest) is at most the optimum."""
     _, launches = _brute_force(engine, sched.k_options)
     tasks = engine.tasks
-    launches = sorted(launches, key=lambda x: x[2])
+    launches = sorted(launches, key=lambda x: (x[2], x[0]))
     classes = sched._search_classes(engine.view, STEPS)
     rename = {}
     for cls in classes:

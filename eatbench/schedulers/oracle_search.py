@@ -16,16 +16,22 @@ depth-first search over "the next launch is (task, gang)" that only allows launc
 candidate gangs, durations and model) start in arrival order (exchanging two of them
 exchanges their whole assignments), so only each class's next task is branched on.
 
-Pruning. (1) A lower bound per node (``_bound``): the cost so far, plus for each class the
-sum of its remaining tasks' earliest starts (the i-th starts no earlier than its arrival,
-the last start, the (i - m)-th start plus the shortest run, where at most m tasks of the
-class run at once, nor, while fewer than m have started, than the time the i-th batch of
-servers frees) minus arrivals, plus their shortest runs, plus one cold start per class
-that has no intact warm group to use. (2) State dominance: a node is dropped when a node
-already generated with the same tasks launched and the same warm groups (servers of one
-GPU kind relabelled, as the canonical form sorts them) has no later server free times
-(``max(free, last start)``) and no larger cost; every completion of the dropped node
-applied to the kept one costs no more (left-shifting when it starts a launch earlier).
+Pruning. (1) A lower bound per node (``_bound``): the cost so far plus, for each class, its
+remaining tasks' shortest runs and a bound on their waits and cold starts. If the class's
+remaining tasks use G distinct gangs, at most G of them run at once, so the r-th (in
+arrival order) starts no earlier than its arrival, the last start, the previous one's
+start, and the earliest end among the G before it or, while fewer than G have started,
+the time (r + 1) * k servers are free (``_class_waits``); and each gang's first use is
+cold unless it is an intact warm group of the class's model now (a class of the same
+model sharing a gang could form more: then no cold start is counted), the first task
+being cold when no such group exists. The class's bound is the minimum over G <= servers // k.
+(2) State dominance: a node is dropped when a node already generated with the same tasks
+launched and the same warm groups (servers of one GPU kind relabelled into a canonical
+order) has no later effective free time on any server (``max(free, last start)``) and no
+larger cost: any completion of the dropped node, applied to the kept one, starts every
+launch no later with the same warm flags, so it costs no more; where it would start a
+launch before the previous one (not a branch of the search), left-shifting it gives a
+strictly cheaper schedule, which the search reaches along another path.
 
 A deterministic node budget (not wall time) stops the search: the result is then the best
 schedule found and the proven bound ``min(incumbent, the smallest bound of a node left
@@ -98,6 +104,7 @@ class BranchAndBound:
         self._masks = [tuple(sum(1 << s for s in g) for g in c.gangs) for c in self.classes]
         self._dw = [min(c.warm) for c in self.classes]
         self._dc = [min(c.cold) for c in self.classes]
+        self._pen = [min(cd - wd for cd, wd in zip(c.cold, c.warm, strict=True)) for c in self.classes]
         self._k = [min(len(g) for g in c.gangs) for c in self.classes]
         self._m = [max(1, n_srv // k) for k in self._k]
         self._gang_set = [set(ms) for ms in self._masks]
@@ -130,35 +137,76 @@ class BranchAndBound:
             if n <= 0:
                 continue
             k, m, dw = self._k[c], self._m[c], self._dw[c]
-            # one cold start when no intact warm group of this class's model and gangs exists
-            warm_ok = False
+            # intact warm groups this class can use now (groups are disjoint: count each once)
+            usable = 0
             for s in range(self.n_srv):
                 gid = grp[s]
-                if gid >= 0 and (gid >> 8) in self._gang_set[c] and (gid & 0xFF) == cls.model:
-                    warm_ok = True
-                    break
-            # (another class of the same model sharing a gang could form its group first)
-            first = (
-                dw if warm_ok or any(idx[o] < len(self.classes[o].arrivals) for o in self._feeders[c]) else self._dc[c]
-            )
-            durs: list[float] = []
-            starts: list[float] = []
-            ssum = 0.0
+                mask = gid >> 8
+                if gid >= 0 and mask & -mask == 1 << s and mask in self._gang_set[c] and (gid & 0xFF) == cls.model:
+                    usable += 1
+            # another class of the same model sharing a gang could form groups for it
+            fed = any(idx[o] < len(self.classes[o].arrivals) for o in self._feeders[c])
+            forced = usable == 0 and not fed  # the first task is cold
+            head = self._dc[c] if forced else dw
+            floor = 0.0  # no task waits beyond its arrival and the last start
             for r in range(n):
                 a = arr[i0 + r]
-                s = a if a > t else t
-                # the r-th start: either one of the (at most m) tasks of the class started
-                # before it has ended, or they all run at once on (r + 1) * k free servers
-                ended = min((starts[j] + durs[j] for j in range(max(0, r - m), r)), default=math.inf)
-                if r < m:
-                    together = eff[(r + 1) * k - 1] if (r + 1) * k <= self.n_srv else math.inf
-                    ended = min(ended, together)
+                if t > a:
+                    floor += t - a
+            # the class's remaining tasks use some number G of distinct gangs: at most G of
+            # them run at once, and each gang's first use is cold unless it is an intact
+            # group now (G - 1 more cold starts when the first is forced cold)
+            best = math.inf
+            for big_g in range(1, m + 1):
+                extra = 0 if fed else (big_g - 1 if forced else max(0, big_g - usable))
+                waits = self._class_waits(arr, i0, n, t, eff, k, big_g, head, dw)
+                best = min(best, waits + extra * self._pen[c])
+                if waits <= floor + EPS:
+                    break  # more gangs only add cold starts
+            total += best + n * dw + (head - dw)
+        return total
+
+    def _class_waits(
+        self,
+        arr: tuple[float, ...],
+        i0: int,
+        n: int,
+        t: float,
+        eff: list[float],
+        k: int,
+        m: int,
+        head: float,
+        dw: float,
+    ) -> float:
+        """A lower bound (s) on the summed waits (start - arrival) of a class's ``n``
+        remaining tasks (from index ``i0``, starting in arrival order, no earlier than
+        ``t``) when at most ``m`` of them run at once: the r-th starts when one of the m
+        before it has ended, or, while fewer than m have started, when (r + 1) * k servers
+        are free (``eff``: the servers' free times, sorted); the first lasts ``head``, the
+        others at least ``dw``."""
+        starts: list[float] = []
+        total = 0.0
+        n_srv = len(eff)
+        prev = t
+        for r in range(n):
+            a = arr[i0 + r]
+            s = a if a > prev else prev  # in arrival order: no earlier than the previous start
+            if r > 0:
+                # the earliest end among the m starts before (nondecreasing; only the first
+                # lasts head, the others dw)
+                lo = r - m if r > m else 0
+                ended = starts[lo] + (head if lo == 0 else dw)
+                if lo == 0 and r >= 2 and starts[1] + dw < ended:
+                    ended = starts[1] + dw
+                if r < m and (r + 1) * k <= n_srv and eff[(r + 1) * k - 1] < ended:
+                    ended = eff[(r + 1) * k - 1]
                 if ended > s:
                     s = ended
-                starts.append(s)
-                durs.append(first if r == 0 else dw)
-                ssum += s - a
-            total += ssum + n * dw + (first - dw)
+            elif k <= n_srv and eff[k - 1] > s:
+                s = eff[k - 1]
+            starts.append(s)
+            prev = s
+            total += s - a
         return total
 
     # -- canonical form ---------------------------------------------------------------
