@@ -155,3 +155,38 @@ def test_the_reward_objective_refuses_episodes_longer_than_the_window():
     cfg = compose_experiment(["scheduler=oracle", "scheduler.params.objective=reward", "output.write=false"])
     with pytest.raises(ValueError, match="objective='reward' plans episodes of at most engine.window=10 tasks"):
         run_experiment(cfg, write=False)
+
+
+@pytest.mark.parametrize(
+    "method, objective",
+    [("search", "response"), ("cpsat", "response"), ("auto", "reward")],
+)
+def test_the_oracle_places_tasks_only_where_the_gpu_memory_fits(tmp_path, method, objective):
+    """With a profile's memory figures, every method plans only gangs that fit (the engine
+    refuses any other launch) and stays at least as good as the memory-aware heuristics."""
+    from eatbench.engine.profiles import LatencyProfile
+    from tests.test_memory import _overrides, _violations, _write_profile
+
+    path = _write_profile(tmp_path / "mem.csv")
+    over = _overrides(path, "workload.n_tasks=5", "workload.initial_queue=2", "workload.k_choices=[1,2]", "seed=3")
+    if objective == "reward":
+        over += ["engine.min_steps=18", "engine.max_steps=20"]
+    solver = ["scheduler.params.workers=1", "scheduler.params.time_limit_s=20"]
+    cfg = compose_experiment(
+        [
+            *over,
+            "scheduler=oracle",
+            f"scheduler.params.method={method}",
+            f"scheduler.params.objective={objective}",
+            *solver,
+        ]
+    )
+    result = run_experiment(cfg, write=False)
+    profile = LatencyProfile.from_csv(path).with_gpu_kinds(cfg.cluster.gpu_kinds)
+    assert result.summary["tasks_done"] == 5 and _violations(result.records, profile) == []
+    assert result.summary["oracle_optimal"] == 1.0
+    metric = "reward_total" if objective == "reward" else "response_mean"
+    sign = -1 if objective == "reward" else 1
+    for name in ("fifo", "earliest_finish"):
+        other = _summary(name, [*over, "scheduler.params.steps=20"])[metric]
+        assert sign * result.summary[metric] <= sign * other + 1e-3, name

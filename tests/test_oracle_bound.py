@@ -48,7 +48,7 @@ def test_the_relaxation_bound_never_exceeds_the_brute_force_optimum(seed, rate):
 def test_the_reported_bound_is_the_best_of_the_solver_and_the_relaxation():
     over = ["workload.n_tasks=6", "workload.initial_queue=3", "workload.rate=0.09", "seed=0"]
     over += ["output.write=false", "scheduler.params.workers=1"]
-    over += ["scheduler.params.time_limit_s=2", "+scheduler.params.bound_time_s=2"]
+    over += ["scheduler.params.time_limit_s=2", "+scheduler.params.bound_time_s=2", "scheduler.params.method=cpsat"]
     got = run_experiment(compose_experiment(["scheduler=oracle", *over]), write=False).summary
     assert got["oracle_bound"] == max(got["oracle_solver_bound"], got["oracle_relaxation_bound"])
     assert 0 < got["oracle_relaxation_bound"] <= got["oracle_bound"] <= got["response_mean"] + 1e-9

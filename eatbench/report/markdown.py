@@ -106,11 +106,12 @@ EXPERIMENTS: dict[str, tuple[str, str, tuple[FigureSpec, ...]]] = {
     ),
     "oracle_gap": (
         "Distance from the clairvoyant optimum (oracle)",
-        "The oracle (`scheduler=oracle`, OR-Tools CP-SAT) knows every arrival in advance and plans the whole "
-        "episode at a fixed 20 steps, minimising the mean response time; its schedule is replayed through the "
-        "engine like any scheduler's. It stops at a fixed amount of solver work, so its schedule is the best one "
-        "found, and the solver's proven bound is a lower bound on any schedule's mean response: the optimum lies "
-        "between the two. Beside it, every heuristic that runs the same fixed 20 steps, on the same task streams "
+        "The oracle (`scheduler=oracle`: an exact branch and bound, with OR-Tools CP-SAT where its search runs "
+        "out of nodes) knows every arrival in advance and plans the whole episode at a fixed 20 steps, minimising "
+        "the mean response time; its schedule is replayed through the engine like any scheduler's. It stops at a "
+        "fixed amount of work, so its schedule is the best one found and its proven bound a lower bound on any "
+        "schedule's mean response: the optimum lies between the two (they are equal where the proof closed). "
+        "Beside it, every heuristic that runs the same fixed 20 steps, on the same task streams "
         "(paper4, the paper workload; the seeds are shared with `paper_rates`).",
         (
             FigureSpec(
