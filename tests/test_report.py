@@ -136,3 +136,38 @@ def test_runs_of_different_checkpoint_files_all_count(tmp_path):
     _write_summary(tmp_path, "p-aaaa", "seeds/eat_set-any-seed0.pt")
     _write_summary(tmp_path, "p-bbbb", "seeds/eat_set-any-seed1.pt")
     assert len(load_runs(tmp_path)) == 2
+
+
+def test_the_oracle_table_marks_episodes_censored_at_the_end():
+    """Where an oracle episode leaves a task unfinished, the censored mean response can fall
+    below the oracle's (uncensored) bound: the cell and the caption say so."""
+    import pandas as pd
+
+    from eatbench.report.markdown import _censoring_note, _oracle_table, oracle_distance
+
+    def runs(unfinished: int) -> pd.DataFrame:
+        rows = []
+        for rate in (0.01, 0.07):
+            for seed in (0, 1):
+                cut = unfinished if (rate, seed) == (0.01, 1) else 0
+                rows.append(
+                    dict(
+                        scheduler="oracle",
+                        rate=rate,
+                        seed=seed,
+                        response_mean=30.0 - cut,
+                        oracle_bound=30.0,
+                        oracle_gap=0.0,
+                        tasks_unfinished=cut,
+                    )
+                )
+                rows.append(dict(scheduler="fifo", rate=rate, seed=seed, response_mean=50.0, tasks_unfinished=0))
+        return pd.DataFrame(rows)
+
+    for unfinished, marked in ((1, True), (0, False)):
+        df = runs(unfinished)
+        orc = df[df["scheduler"] == "oracle"]
+        first = _oracle_table(oracle_distance(df, orc), orc)[2]
+        cells = first.split("|")[2:4]
+        assert ("†" in cells[0]) is marked and "†" not in cells[1]
+        assert ("rate 0.01" in _censoring_note(orc)) is marked
