@@ -47,6 +47,13 @@ class Task:
     model: str
     state: TaskState = TaskState.PENDING
 
+    def copy(self) -> Task:
+        """An independent copy (what the read-only engine view hands out; a direct call,
+        several times faster than ``dataclasses.replace``)."""
+        return Task(
+            self.id, self.arrival, self.prompt, self.resolution, self.k, self.slo, self.seed, self.model, self.state
+        )
+
     def to_dict(self) -> dict:
         return {
             "id": self.id,

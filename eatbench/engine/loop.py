@@ -184,21 +184,28 @@ class Engine:
 
     def estimate(self, task: Task, servers: tuple[int, ...], steps: int) -> Estimate:
         """Expected start, duration and coldness of launching ``task`` now on ``servers``."""
-        return self.estimates(task, servers, (steps,))[0]
+        start, cold, kinds = self._launch_state(task, servers)
+        return Estimate(start, self.profile.duration(kinds, task.model, task.resolution, steps, cold), cold)
 
     def quality(self, steps: int) -> float:
         return self.quality_table[steps]
 
     def estimates(self, task: Task, servers: tuple[int, ...], steps: Iterable[int]) -> list[Estimate]:
         """:meth:`estimate` for several step counts at once (start and coldness computed once)."""
-        start = self.now
-        for s in servers:
-            if self.free_at[s] > start:
-                start = self.free_at[s]
-        cold = not self.residency.is_warm(servers, task.model)
-        kinds = [self.kind_of[s] for s in servers]
+        start, cold, kinds = self._launch_state(task, servers)
         durations = self.profile.durations(kinds, task.model, task.resolution, steps, cold)
         return [Estimate(start, d, cold) for d in durations]
+
+    def _launch_state(self, task: Task, servers: tuple[int, ...]) -> tuple[float, bool, list[str]]:
+        """A launch of ``task`` now on ``servers``: its expected start (s; when the last member
+        frees), whether it is cold, and the members' GPU kinds."""
+        start = self.now
+        free_at = self.free_at
+        for s in servers:
+            if free_at[s] > start:
+                start = free_at[s]
+        cold = not self.residency.is_warm(servers, task.model)
+        return start, cold, [self.kind_of[s] for s in servers]
 
     def mean_wait(self, visible: list[Task] | None = None) -> float:
         """Mean time (seconds) the ``visible`` tasks (default: the window) have waited so far."""

@@ -12,7 +12,6 @@ Times are in seconds of the episode clock; servers are indices ``0 .. n_servers 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -28,10 +27,6 @@ if TYPE_CHECKING:
 
 #: a warm group: its member servers and the model their pipeline holds
 WarmGroup = tuple[frozenset[int], str]
-
-
-def _copy(task: Task) -> Task:
-    return dataclasses.replace(task)
 
 
 class EngineView:
@@ -98,7 +93,7 @@ class EngineView:
     # -- the queue ------------------------------------------------------------------------
     def visible(self) -> tuple[Task, ...]:
         """Copies of the first ``window`` queued tasks, oldest first."""
-        return tuple(_copy(t) for t in self._engine.visible())
+        return tuple(t.copy() for t in self._engine.visible())
 
     @property
     def queue_length(self) -> int:
@@ -117,7 +112,7 @@ class EngineView:
     def episode_tasks(self) -> tuple[Task, ...]:
         """Copies of every task of the episode, future arrivals included (clairvoyant
         schedulers only: an online scheduler must use :meth:`visible`)."""
-        return tuple(_copy(t) for t in self._engine.tasks)
+        return tuple(t.copy() for t in self._engine.tasks)
 
     # -- servers ----------------------------------------------------------------------------
     def is_idle(self, server: int) -> bool:

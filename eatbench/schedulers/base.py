@@ -73,6 +73,18 @@ class Scheduler(ABC):
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler")
 
 
+def torch_on_one_thread() -> None:
+    """Run torch on one intra-op thread in this process (schedulers that decide with a
+    network call it at every episode start). A decision is one small forward pass, so more
+    threads gain nothing; and the thread count changes how float sums are split, so
+    near-tied scores, hence decisions and records, would depend on the machine's cores and on
+    whether a sweep runs in worker processes (which use one thread) or not."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 def is_learned(name: str) -> bool:
     """True if the registered scheduler ``name`` loads a trained checkpoint (its class has
     ``load_checkpoint``): the one definition of a learned scheduler."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from eatbench.core.config import server_kinds
 from eatbench.schedulers.authors.decode import decode
 from eatbench.schedulers.authors.observation import ReleaseObservation
-from eatbench.schedulers.base import SCHEDULERS, Scheduler
+from eatbench.schedulers.base import SCHEDULERS, Scheduler, torch_on_one_thread
 from eatbench.schedulers.rl.checkpoint import FORMAT as EATBENCH_FORMAT
 from eatbench.schedulers.rl.checkpoint import CheckpointError
 
@@ -171,6 +171,7 @@ class AuthorsScheduler(Scheduler):
             raise CheckpointError(self._missing())
         import torch
 
+        torch_on_one_thread()
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def act(self, rows: Any) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eatbench.schedulers.base import SCHEDULERS, Scheduler
+from eatbench.schedulers.base import SCHEDULERS, Scheduler, torch_on_one_thread
 from eatbench.schedulers.rl.checkpoint import CheckpointError, PolicyMeta, load_policy, shipped_path
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ class LearnedScheduler(Scheduler):
                 f"checkpoint {self.path!r} chooses k among {self.meta.k_options}, this run allows {list(k_options)}"
             )
         self.decoder.k_options = list(k_options)
+        torch_on_one_thread()
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """The deterministic action for one observation (numpy in, numpy out)."""
@@ -164,8 +165,6 @@ class LearnedScheduler(Scheduler):
             return self.policy(torch.from_numpy(obs).unsqueeze(0))[0].numpy()
 
     def decide(self, view: EngineView) -> Decision | None:
-        if self.meta is not None and self.meta.layout == "set":
-            return self.decoder.decode(view, self.act(self.encoder.encode(view)))
         return self.decoder.decode(view, self.act(self.encoder.encode(view)))
 
 
