@@ -117,3 +117,16 @@ def test_engine_run_hands_schedulers_the_view_not_the_engine():
     records = engine.run(Oldest())
     assert [r.status for r in records] == ["done", "done"]
     assert seen and all(isinstance(v, EngineView) and v is engine.view for v in seen)
+
+
+def test_task_copy_keeps_every_field_and_is_independent():
+    import dataclasses
+
+    from eatbench.core.tasks import Task, TaskState
+
+    t = Task(7, 1.5, "p", 768, 2, 9.0, 11, "m", TaskState.QUEUED)
+    c = t.copy()
+    assert c is not t
+    assert all(getattr(c, f.name) == getattr(t, f.name) for f in dataclasses.fields(Task))
+    c.state = TaskState.DONE
+    assert t.state == TaskState.QUEUED

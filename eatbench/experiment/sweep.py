@@ -38,6 +38,7 @@ from eatbench.experiment.compose import (
 )
 from eatbench.experiment.runner import RunResult, load_summary, make_scheduler, run_dir, run_experiment
 from eatbench.schedulers import SCHEDULERS, is_learned
+from eatbench.schedulers.base import torch_on_one_thread
 
 #: every figure experiment, in report order (``--all`` runs these).
 FIGURE_EXPERIMENTS = ("paper_rates", "scalability", "hetero_bursty", "ablations", "heldout")
@@ -326,9 +327,7 @@ _LOADABLE: dict[tuple, str | None] = {}
 
 
 def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+    torch_on_one_thread()
 
 
 def _run_point(spec: _SweepSpec, group: list[str], on_result: Callable[[RunResult], None] | None) -> _PointOutcome:
